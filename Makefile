@@ -1,0 +1,56 @@
+# DL Milestones. `make help` lists the targets. `make demo` and `make test` work as the first command on a fresh
+# clone: both depend on `setup`, which is a no-op once done.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+MILESTONES := $(BIN)/milestones
+STAMP := $(VENV)/.setup-done
+TASK ?=
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint leaderboard leaderboard-check perf gpu-check list clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
+	@echo "bench-<entry>         run an entry, e.g. make bench-lenet5 (TASK=fashion-mnist, ARGS='--seeds 0')"
+	@echo "entries:              $$(ls benchmarks/configs | sed 's/\.yaml$$//' | tr '\n' ' ')"
+
+setup: $(STAMP) ## virtualenv + all dependencies (a no-op once done)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(TORCH_SPEC)
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup ## offline: early milestones on the bundled digits + logic gates, then a leaderboard (~1-2 min)
+	$(MILESTONES) demo $(ARGS)
+
+test: setup ## the test suite (what CI runs); real-data tests need MILESTONES_DATA
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: setup ## ruff
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+list: setup ## the registered entries
+	$(MILESTONES) list
+
+bench-%: setup ## run an entry's benchmark and write a result file
+	$(MILESTONES) bench $* $(if $(TASK),--task $(TASK)) $(ARGS)
+
+leaderboard: setup ## regenerate leaderboards/ (README.md, leaderboard.csv, plots) from the result files
+	$(MILESTONES) leaderboard
+
+leaderboard-check: setup ## fail when the committed leaderboard differs from the result files
+	$(MILESTONES) leaderboard --check
+
+perf: setup ## epoch time of LeNet-5 on MNIST: plain PyTorch loop vs harness vs DataLoader+ToTensor
+	$(BIN)/python -m benchmarks.perf.lenet_epoch $(ARGS)
+
+gpu-check: setup ## on a GPU: every entry briefly in bf16-mixed and 16-mixed, then the full lenet5-modern run
+	$(BIN)/python -m benchmarks.gpu_check $(ARGS)
+
+clean: ## remove run outputs (checkpoints, logs, W&B offline runs); results and data are untouched
+	rm -rf runs lightning_logs

@@ -1,0 +1,1 @@
+"""The DL Milestones harness: registry of entries, tasks (data + metric contract), runs, result files, leaderboard."""

@@ -1,0 +1,145 @@
+"""Callbacks the harness adds to every run: timing and targets, RNG state in checkpoints, NaN stop, plain progress."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+
+import lightning as L
+import numpy as np
+import torch
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run stops and is recorded as failed."""
+
+
+class BenchmarkMeter(L.Callback):
+    """Measures training wall-clock (validation excluded), samples/s, and time-to-target; stops on a non-finite loss.
+
+    The training clock starts at the first training step and is paused during validation, so time-to-target is the
+    training time until the first validation whose metric reaches the task's target. Its state is checkpointed, so a
+    resumed run keeps counting from where it stopped.
+    """
+
+    def __init__(self, val_key: str, reached) -> None:
+        self.val_key, self.reached = val_key, reached
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.samples = 0
+        self.time_to_target: float | None = None
+        self.epoch_to_target: int | None = None
+        self.history: list[dict] = []  # one row per validation: epoch, metric, training seconds so far
+        self._clock: float | None = None
+        self._eval_started = 0.0
+
+    def _sync(self, trainer) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def _pause(self, trainer) -> None:
+        if self._clock is not None:
+            self._sync(trainer)
+            self.train_seconds += time.perf_counter() - self._clock
+            self._clock = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._clock is None:
+            self._clock = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"training loss is {float(loss)} at epoch {trainer.current_epoch}, step {batch_idx}"
+            )
+        self.samples += len(batch[-1]) * trainer.world_size
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        self._pause(trainer)
+        self._eval_started = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        self._sync(trainer)
+        self.eval_seconds += time.perf_counter() - self._eval_started
+        value = trainer.callback_metrics.get(self.val_key)
+        if value is None:
+            return
+        value = float(value)
+        self.history.append({"epoch": trainer.current_epoch, self.val_key: value, "train_seconds": self.train_seconds})
+        if self.time_to_target is None and self.reached(value):
+            self.time_to_target, self.epoch_to_target = self.train_seconds, trainer.current_epoch
+
+    def on_train_end(self, trainer, pl_module):
+        self._pause(trainer)
+
+    @property
+    def throughput(self) -> float | None:
+        return self.samples / self.train_seconds if self.train_seconds > 0 else None
+
+    def state_dict(self):
+        return {
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "samples": self.samples,
+            "time_to_target": self.time_to_target,
+            "epoch_to_target": self.epoch_to_target,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state):
+        self.__dict__.update(state)
+
+
+class RNGStateCheckpoint(L.Callback):
+    """Stores the Python, NumPy, torch and CUDA RNG states in every checkpoint and restores them on resume.
+
+    Checkpoints load with ``weights_only=True``, so NumPy's state is kept as plain Python values and a tensor.
+    """
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        version, internal, gauss_next = states["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        kind, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class PlainProgress(L.Callback):
+    """One line per epoch, for logs and CI where a live progress bar would be noise."""
+
+    def __init__(self, label: str, val_key: str) -> None:
+        self.label, self.val_key = label, val_key
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = trainer.callback_metrics
+        parts = [f"{self.label} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        for key in ("train/loss", "train/mistakes", self.val_key):
+            if key in metrics:
+                parts.append(f"{key} {float(metrics[key]):.4f}")
+        parts.append(f"{time.perf_counter() - self._started:.1f}s")
+        print("  ".join(parts), file=sys.stdout, flush=True)

@@ -1,0 +1,176 @@
+"""The ``milestones`` command: list entries, run benchmarks, rebuild the leaderboard, run the offline demo.
+
+Every user-facing error (unknown entry or task, bad precision, missing or corrupt data, invalid config or result
+file) is printed as one line on stderr and exits with status 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got '{text}')") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="milestones", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the registered entries")
+    p.add_argument("--long", action="store_true", help="also show the recipe of each entry")
+
+    p = sub.add_parser("tasks", help="list the tasks and their protocols")
+
+    p = sub.add_parser("bench", help="run an entry for its seeds and write a result file")
+    p.add_argument("entry")
+    add_run_options(p)
+    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the entry's count, from 0)")
+    p.add_argument("--max-epochs", type=int, help="override the budget (a smoke run: never on the leaderboard)")
+    p.add_argument("--fast-dev-run", action="store_true", help="one batch of each kind (a smoke run)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+
+    p = sub.add_parser("leaderboard", help="regenerate leaderboards/ from the result files")
+    p.add_argument("--results-dir", help="read results from here (default: leaderboards/results)")
+    p.add_argument("--out-dir", help="write README.md, leaderboard.csv and plots/ here (default: leaderboards/)")
+    p.add_argument("--check", action="store_true", help="exit 1 when the committed tables differ from a rebuild")
+    p.add_argument("--print", action="store_true", help="print the tables instead of writing files")
+
+    p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
+    add_run_options(p)
+    return parser
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="run on this task instead of the entry's default (see `milestones list`)")
+    p.add_argument("--precision", default="auto", help="auto (bf16-mixed/16-mixed on GPU, 32-true on CPU) or any "
+                   "Lightning precision string")  # fmt: skip
+    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--devices", default="1", help="number of devices (Lightning's `devices`)")
+    p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
+    p.add_argument("--output-dir", help="checkpoints, logs, W&B runs (default: $MILESTONES_OUTPUT or runs/)")
+    p.add_argument("--results-dir", help="where the result file goes (default: leaderboards/results)")
+    p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"],
+                   help="auto = online with credentials, offline otherwise")  # fmt: skip
+    p.add_argument("--wandb-project", default=os.environ.get("WANDB_PROJECT", "dl-milestones"))
+    p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
+                   help="allow non-deterministic (faster) kernels; recorded in the result")  # fmt: skip
+    p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
+    p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
+
+
+def bench_options(args: argparse.Namespace):
+    from benchmarks.harness import BenchOptions
+
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    return BenchOptions(
+        task=args.task,
+        seeds=getattr(args, "seeds", None),
+        precision=args.precision,
+        accelerator=args.accelerator,
+        devices=devices,
+        data_dir=args.data_dir,
+        output_dir=args.output_dir,
+        results_dir=args.results_dir,
+        wandb=args.wandb,
+        wandb_project=args.wandb_project,
+        max_epochs=getattr(args, "max_epochs", None),
+        fast_dev_run=getattr(args, "fast_dev_run", False),
+        resume=getattr(args, "resume", False),
+        deterministic=args.deterministic,
+        download=not args.offline,
+        progress=args.progress,
+    )
+
+
+def cmd_list(args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from benchmarks.registry import all_entries
+
+    table = Table(title="DL Milestones entries")
+    for column in ("entry", "year", "tasks", "division", "paper / reference", "seeds"):
+        table.add_column(column)
+    if args.long:
+        table.add_column("recipe")
+    for entry in sorted(all_entries().values(), key=lambda e: (e.config.paper.year, e.name)):
+        c = entry.config
+        reported = f"{c.reported.value:g} ({c.reported.task})" if c.reported else "—"
+        row = [c.entry, str(c.paper.year), ", ".join(c.tasks), c.division, reported, str(c.seeds)]
+        if args.long:
+            row.append(f"{c.recipe.optimizer}; {c.recipe.schedule}; {c.recipe.loss}; {c.trainer.max_epochs} epochs, "
+                       f"batch {c.data.batch_size}")  # fmt: skip
+        table.add_row(*row)
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def cmd_tasks(args) -> None:
+    from benchmarks.tasks import all_tasks
+
+    for task in all_tasks().values():
+        m = task.metric
+        print(f"{task.name}: {task.description}\n    metric {m.name} ({'lower' if m.direction == 'min' else 'higher'} "
+              f"is better), target {task.target:g}, min seeds {task.min_seeds}; {task.protocol}")  # fmt: skip
+
+
+def cmd_bench(args) -> None:
+    from benchmarks.harness import run_benchmark
+
+    result, path = run_benchmark(args.entry, bench_options(args))
+    agg = result.aggregate
+    if agg:
+        print(f"{result.entry} on {result.task}: {result.metric} {agg.mean:.3f} ± {agg.std:.3f} (n={agg.n}), "
+              f"95% CI [{agg.ci95[0]:.3f}, {agg.ci95[1]:.3f}]")  # fmt: skip
+    print(f"result ({result.status}{', smoke' if result.smoke else ''}): {path}")
+    if result.status != "ok":
+        sys.exit(1)
+
+
+def cmd_leaderboard(args) -> None:
+    from benchmarks.leaderboard import build, check, render_markdown
+
+    if args.print:
+        print(render_markdown(args.results_dir))
+    elif args.check:
+        problems = check(args.results_dir, args.out_dir)
+        for line in problems:
+            print(line, file=sys.stderr)
+        sys.exit(1 if problems else 0)
+    else:
+        for path in build(args.results_dir, args.out_dir):
+            print(f"wrote {path}")
+
+
+def cmd_demo(args) -> None:
+    from benchmarks.demo import run_demo
+
+    run_demo(bench_options(args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
+    args = build_parser().parse_args(argv)
+    from benchmarks.harness import BenchError
+    from benchmarks.registry import ConfigError
+    from benchmarks.results import ResultError
+    from benchmarks.tasks import UnknownNameError
+    from benchmarks.tasks.files import DataError
+
+    handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
+                "demo": cmd_demo}  # fmt: skip
+    try:
+        handlers[args.command](args)
+    except (UnknownNameError, BenchError, ConfigError, ResultError, DataError) as error:
+        print(f"milestones: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

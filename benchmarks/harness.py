@@ -1,0 +1,343 @@
+"""``milestones bench``: run one entry on one task for several seeds and write one result file.
+
+For each seed: seed everything → build the task's data and the entry's model → Trainer (precision, deterministic
+algorithms, checkpoints that carry RNG state, CSV + W&B loggers) → fit with validation every epoch → test the
+best-validation weights once → a per-seed record in the run folder. Then one schema-validated result file is written
+atomically. Nothing here knows which entry or kind of task it runs: that lives in the entry's model and the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+import typing
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS_CONVERSION
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from benchmarks import paths
+from benchmarks.callbacks import BenchmarkMeter, NonFiniteLossError, PlainProgress, RNGStateCheckpoint
+from benchmarks.environment import code_identity, environment, hardware_label
+from benchmarks.registry import Entry, config_hash, get_entry
+from benchmarks.results import Result, SeedResult, aggregate, write_atomic, write_result
+
+PRECISIONS = typing.get_args(_PRECISION_INPUT_STR)
+
+
+class BenchError(ValueError):
+    """A bad option (precision, accelerator, seeds); one line for the user."""
+
+
+@dataclass
+class BenchOptions:
+    task: str | None = None  # default: the entry's first task
+    seeds: list[int] | None = None  # default: range(entry.seeds)
+    precision: str = "auto"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    data_dir: str | None = None
+    output_dir: str | None = None
+    results_dir: str | None = None  # default: leaderboards/results, or <output>/smoke-results for smoke runs
+    wandb: str = "auto"  # auto | online | offline | off
+    wandb_project: str = "dl-milestones"
+    max_epochs: int | None = None
+    fast_dev_run: bool = False
+    limit_train_batches: int | float | None = None
+    resume: bool = False
+    deterministic: bool = True
+    download: bool = True
+    progress: str = "auto"  # auto | rich | plain | none
+    callbacks: list = field(default_factory=list)  # extra callbacks (tests, tools)
+
+    @property
+    def smoke(self) -> bool:
+        return self.fast_dev_run or self.max_epochs is not None or self.limit_train_batches is not None
+
+
+def quiet_lightning() -> None:
+    """Keep the console to what a user needs: Lightning's tips and hardware lines and two harmless warnings go."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*configure_optimizers` returned `None`.*")
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise BenchError("--accelerator gpu was asked for but torch sees no CUDA device")
+        return "gpu"
+    if accelerator == "cpu":
+        return "cpu"
+    raise BenchError(f"unknown accelerator '{accelerator}'; use auto, cpu or gpu")
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """'auto' → bf16-mixed on GPUs that support it, 16-mixed on older GPUs, 32-true on CPU; aliases expanded."""
+    if precision == "auto":
+        if accelerator == "gpu":
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "32-true"
+    precision = _PRECISION_INPUT_STR_ALIAS_CONVERSION.get(precision, precision)
+    if precision not in PRECISIONS:
+        raise BenchError(f"unknown precision '{precision}'; use auto or one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def resolve_wandb(mode: str) -> str:
+    if mode not in ("auto", "online", "offline", "off"):
+        raise BenchError(f"unknown --wandb mode '{mode}'; use auto, online, offline or off")
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE")
+    if env in ("disabled", "off"):
+        return "off"
+    if env in ("online", "offline"):
+        return env
+    netrc = Path.home() / ".netrc"
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+    return "online" if has_key else "offline"
+
+
+def peak_memory_mb(accelerator: str) -> tuple[float, str]:
+    if accelerator == "gpu":
+        return torch.cuda.max_memory_allocated() / 2**20, "gpu_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_rss"  # Linux reports KiB
+
+
+@dataclass
+class RunContext:
+    """What every seed of one invocation shares."""
+
+    entry: Entry
+    opts: BenchOptions
+    accelerator: str
+    precision: str
+    wandb_mode: str
+    resolved: dict
+    chash: str
+    run_root: Path
+    env: dict
+
+
+def run_benchmark(entry_name: str, opts: BenchOptions) -> tuple[Result, Path | None]:
+    quiet_lightning()
+    entry = get_entry(entry_name)
+    task = entry.task(opts.task)
+    accelerator = resolve_accelerator(opts.accelerator)
+    precision = resolve_precision(opts.precision, accelerator)
+    wandb_mode = resolve_wandb(opts.wandb)
+    seeds = opts.seeds if opts.seeds is not None else list(range(entry.config.seeds))
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise BenchError(f"seeds must be distinct non-negative integers, got {seeds}")
+    resolved = entry.resolved_config(task, opts.max_epochs)
+    chash = config_hash(resolved)
+    variant = f"{chash[:12]}-{precision}" + ("-smoke" if opts.smoke else "")
+    ctx = RunContext(
+        entry=entry,
+        opts=opts,
+        accelerator=accelerator,
+        precision=precision,
+        wandb_mode=wandb_mode,
+        resolved=resolved,
+        chash=chash,
+        run_root=paths.output_dir(opts.output_dir) / task.name / entry.name / variant,
+        env=environment(accelerator),
+    )
+    print(
+        f"{entry.name} on {task.name}: seeds {seeds}, {precision} on {hardware_label(ctx.env)}, "
+        f"W&B {wandb_mode}, output {ctx.run_root}" + (" [smoke run: not for the leaderboard]" if opts.smoke else ""),
+        flush=True,
+    )
+    if accelerator == "gpu":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    seed_results, world_size, dataset = [], 1, {}
+    for seed in seeds:
+        seed_result, world_size, dataset = run_seed(ctx, task, seed)
+        seed_results.append(seed_result)
+
+    ok = [s for s in seed_results if s.status == "ok"]
+    memory, memory_kind = peak_memory_mb(accelerator)
+    reached = [s.time_to_target_s for s in ok if s.time_to_target_s is not None]
+    throughputs = [s.samples_per_s for s in ok if s.samples_per_s]
+    result = Result(
+        entry=entry.name,
+        task=task.name,
+        division=entry.config.division,
+        metric=task.metric.name,
+        direction=task.metric.direction,
+        status="ok" if len(ok) == len(seed_results) else "failed",
+        smoke=opts.smoke,
+        seeds=seed_results,
+        aggregate=aggregate([s.metrics[task.metric.name] for s in ok]),
+        time_to_target_s=statistics.median(reached) if reached else None,
+        samples_per_s=statistics.fmean(throughputs) if throughputs else None,
+        peak_memory_mb=round(memory, 1),
+        peak_memory_kind=memory_kind,
+        wall_time_s=time.perf_counter() - started,
+        precision=precision,
+        deterministic=opts.deterministic,
+        world_size=world_size,
+        config=resolved,
+        config_hash=chash,
+        dataset=dataset,
+        environment=ctx.env,
+        code=code_identity(),
+        wandb={"mode": wandb_mode, "project": opts.wandb_project, "group": f"{entry.name}/{task.name}"},
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+    path = None
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        results_dir = Path(opts.results_dir) if opts.results_dir else None
+        if results_dir is None:
+            results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
+        path = write_result(result, results_dir)
+    return result, path
+
+
+def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
+    opts, entry = ctx.opts, ctx.entry
+    seed_dir = ctx.run_root / f"seed-{seed}"
+    record = seed_dir / "seed_result.json"
+    last_ckpt = seed_dir / "checkpoints" / "last.ckpt"
+    datamodule = task.make_datamodule(
+        paths.data_dir(opts.data_dir), entry.config.data.batch_size, seed=seed, download=opts.download
+    )
+    if opts.resume and record.exists():
+        print(f"seed {seed}: already finished in {seed_dir}, reusing it (--resume)", flush=True)
+        return SeedResult.model_validate_json(record.read_text()), 1, datamodule.identity()
+    resume_from = last_ckpt if opts.resume and last_ckpt.exists() else None
+    if resume_from is None and seed_dir.exists():
+        shutil.rmtree(seed_dir)  # a fresh run never mixes with an abandoned one's checkpoints
+    if resume_from:
+        print(f"seed {seed}: resuming from {resume_from}", flush=True)
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    model = entry.build_model(task)
+    meter = BenchmarkMeter(task.val_key, lambda v: task.metric.reached(v, task.target))
+    checkpoint = ModelCheckpoint(
+        dirpath=seed_dir / "checkpoints",
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=task.val_key,
+        mode=task.metric.direction,
+        save_top_k=1,
+        save_last=True,
+    )
+    callbacks = [meter, RNGStateCheckpoint(), checkpoint, *opts.callbacks]
+    progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
+    if progress == "rich":
+        callbacks.append(RichProgressBar())
+    elif progress == "plain":
+        callbacks.append(PlainProgress(f"{entry.name} seed {seed}", task.val_key))
+    loggers = [CSVLogger(seed_dir, name="csv", version="")]
+    wandb_logger = make_wandb_logger(ctx, task, seed, seed_dir) if ctx.wandb_mode != "off" else None
+    if wandb_logger is not None:
+        loggers.append(wandb_logger)
+
+    trainer = L.Trainer(
+        accelerator=ctx.accelerator,
+        devices=opts.devices,
+        precision=ctx.precision,
+        max_epochs=ctx.resolved["trainer"]["max_epochs"],
+        gradient_clip_val=ctx.resolved["trainer"].get("gradient_clip_val"),
+        deterministic=opts.deterministic,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=progress == "rich",
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        fast_dev_run=opts.fast_dev_run,
+        limit_train_batches=opts.limit_train_batches,
+        log_every_n_steps=50,
+        default_root_dir=seed_dir,
+    )
+    started = time.perf_counter()
+    status, failure, metrics = "ok", None, {}
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    except NonFiniteLossError as error:
+        status, failure = "failed", str(error)
+        print(f"seed {seed}: FAILED, {error}", flush=True)
+    if status == "ok":
+        best = checkpoint.best_model_path or None
+        metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+    selected = best_epoch(meter.history, task) if status == "ok" else None
+    seed_result = SeedResult(
+        seed=seed,
+        status=status,
+        failure=failure,
+        metrics=metrics,
+        selected_epoch=selected,
+        time_to_target_s=meter.time_to_target,
+        epoch_to_target=meter.epoch_to_target,
+        train_time_s=meter.train_seconds,
+        eval_time_s=meter.eval_seconds,
+        wall_time_s=time.perf_counter() - started,
+        samples_per_s=meter.throughput,
+        epochs=trainer.current_epoch,
+        val_history=meter.history,
+        wandb_run=finish_wandb(wandb_logger, seed_result_metrics=metrics),
+        log_dir=str(seed_dir),
+    )
+    if trainer.global_rank == 0:
+        write_atomic(seed_result.model_dump_json(indent=2), record, overwrite=True)
+    if status == "ok":
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+        print(f"seed {seed}: test {shown}; {seed_result.train_time_s:.1f}s training", flush=True)
+    return seed_result, trainer.world_size, datamodule.identity()
+
+
+def best_epoch(history: list[dict], task) -> int | None:
+    best = None
+    for row in history:
+        if best is None or task.metric.better(row[task.val_key], best[task.val_key]):
+            best = row
+    return int(best["epoch"]) if best else None
+
+
+def make_wandb_logger(ctx: RunContext, task, seed: int, seed_dir: Path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    save_dir = paths.output_dir(ctx.opts.output_dir) / "wandb"
+    save_dir.mkdir(parents=True, exist_ok=True)
+    logger = WandbLogger(
+        project=ctx.opts.wandb_project,
+        group=f"{ctx.entry.name}/{task.name}",
+        name=f"{ctx.entry.name}-{task.name}-seed{seed}",
+        job_type="smoke" if ctx.opts.smoke else "benchmark",
+        tags=[hardware_label(ctx.env), ctx.precision, ctx.entry.config.division, task.name],
+        save_dir=str(save_dir),
+        offline=ctx.wandb_mode == "offline",
+        config={"entry": ctx.entry.name, "seed": seed, "config": ctx.resolved, "config_hash": ctx.chash,
+                "environment": ctx.env, "precision": ctx.precision},
+    )  # fmt: skip
+    return logger
+
+
+def finish_wandb(logger, seed_result_metrics: dict) -> str | None:
+    if logger is None:
+        return None
+    run = logger.experiment
+    for key, value in seed_result_metrics.items():
+        run.summary[f"test/{key}"] = value
+    run_path = "/".join(p for p in (run.entity, run.project, run.id) if p)
+    run.finish()
+    return run_path

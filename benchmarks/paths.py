@@ -1,0 +1,31 @@
+"""Where things live: the repository, the data folder (read only), the output folder, the committed results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+LEADERBOARD_DIR = REPO_ROOT / "leaderboards"
+RESULTS_DIR = LEADERBOARD_DIR / "results"
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The one data-folder setting: ``--data-dir`` beats ``MILESTONES_DATA`` beats a per-user cache folder."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get("MILESTONES_DATA"):
+        return Path(os.environ["MILESTONES_DATA"]).expanduser().resolve()
+    return Path(platformdirs.user_cache_dir("dl-milestones")) / "data"
+
+
+def output_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Checkpoints, CSV logs, W&B offline runs and smoke-run results: ``--output-dir``, ``MILESTONES_OUTPUT`` or runs/."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get("MILESTONES_OUTPUT"):
+        return Path(os.environ["MILESTONES_OUTPUT"]).expanduser().resolve()
+    return REPO_ROOT / "runs"

@@ -1,0 +1,198 @@
+"""The registry of entries: one YAML file per entry in benchmarks/configs/, validated, and nothing else lists them.
+
+An entry is one model on one or more tasks with one recipe. Its YAML names the task(s) (the first is the default), the
+division, the paper, the paper-reported (or reference) number, the recipe, the budget and the default number of seeds.
+The model is given LightningCLI-style as ``class_path`` + ``init_args``; the arguments are type-checked against the
+class's constructor by jsonargparse, so a wrong type or an unknown key is an error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from benchmarks.paths import CONFIG_DIR
+from benchmarks.tasks import Task, get_task, unknown
+
+
+class ConfigError(ValueError):
+    """An invalid entry config. The message names the file and the offending field."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paper(Strict):
+    authors: str
+    year: int = Field(ge=1900, le=2100)
+    title: str
+    venue: str
+
+
+class Reported(Strict):
+    """The number to compare against, on the task where it was measured, and where it comes from."""
+
+    task: str
+    value: float
+    source: str
+
+
+class Recipe(Strict):
+    """Human-readable summary of what the model's arguments implement (shown by `milestones list --long`)."""
+
+    optimizer: str
+    schedule: str
+    loss: str
+
+
+class ModelSpec(Strict):
+    class_path: str
+    init_args: dict[str, Any] = {}
+
+
+class DataSpec(Strict):
+    batch_size: int = Field(gt=0)
+
+
+class TrainerSpec(Strict):
+    max_epochs: int = Field(ge=1)
+    gradient_clip_val: float | None = None
+
+
+class EntryConfig(Strict):
+    entry: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    summary: str
+    tasks: list[str] = Field(min_length=1)
+    division: Literal["closed", "open"]
+    paper: Paper
+    reported: Reported | None = None
+    recipe: Recipe
+    model: ModelSpec
+    data: DataSpec
+    trainer: TrainerSpec
+    seeds: int = Field(ge=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        for name in tasks:
+            get_task(name)
+        return tasks
+
+
+class Entry:
+    """A validated entry: its config, the source file, and how to build its model for a task."""
+
+    def __init__(self, config: EntryConfig, path: Path) -> None:
+        self.config, self.path = config, path
+
+    name = property(lambda self: self.config.entry)
+    default_task = property(lambda self: self.config.tasks[0])
+
+    def task(self, name: str | None = None) -> Task:
+        name = name or self.default_task
+        if name not in self.config.tasks:
+            raise ConfigError(f"entry '{self.name}' does not run on task '{name}'; its tasks: {self.config.tasks}")
+        return get_task(name)
+
+    def model_class(self) -> type[L.LightningModule]:
+        return import_class(self.config.model.class_path, self.path)
+
+    def model_args(self, task: Task) -> dict[str, Any]:
+        """The full constructor arguments: the YAML's init_args, the task's inputs, and the class's defaults."""
+        cls = self.model_class()
+        params = inspect.signature(cls.__init__).parameters
+        given = {k: v for k, v in task.model_inputs.items() if k in params} | dict(self.config.model.init_args)
+        return check_init_args(cls, given, self.path)
+
+    def build_model(self, task: Task) -> L.LightningModule:
+        return self.model_class()(**self.model_args(task))
+
+    def resolved_config(self, task: Task, max_epochs: int | None = None) -> dict[str, Any]:
+        """Everything that defines the recipe on ``task`` (not the seeds, precision or hardware), defaults filled in."""
+        config = self.config.model_dump(mode="json")
+        config["task"] = task.name
+        config["model"]["init_args"] = json.loads(json.dumps(self.model_args(task), default=list))
+        if max_epochs is not None:
+            config["trainer"]["max_epochs"] = max_epochs
+        return config
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def import_class(class_path: str, source: Path) -> type[L.LightningModule]:
+    module_name, _, class_name = class_path.rpartition(".")
+    if not module_name.startswith("lightning_modules"):
+        raise ConfigError(f"{source}: model.class_path '{class_path}' must name a class in lightning_modules/")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"{source}: model.class_path '{class_path}' cannot be imported ({error})") from error
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise ConfigError(f"{source}: model.class_path '{class_path}' is not a LightningModule")
+    return cls
+
+
+def check_init_args(cls: type, init_args: dict[str, Any], source: Path) -> dict[str, Any]:
+    """Type-check ``init_args`` against ``cls``'s constructor (jsonargparse), returning all arguments with defaults."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "model", fail_untyped=False)
+    try:
+        namespace = parser.parse_object({"model": init_args})
+    except Exception as error:  # jsonargparse raises ArgumentError with a precise message
+        message = " ".join(str(error).split())
+        raise ConfigError(f"{source}: model.init_args invalid for {cls.__name__}: {message}") from None
+    return namespace.model.as_dict()
+
+
+def load_entry(path: Path) -> Entry:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        config = EntryConfig.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {field}: {first['msg']} ({len(error.errors())} error(s) in all)") from None
+    except KeyError as error:  # an unknown task name from the validator
+        raise ConfigError(f"{path}: tasks: {error}") from None
+    if config.entry != path.stem:
+        raise ConfigError(f"{path}: entry '{config.entry}' must equal the file name '{path.stem}'")
+    entry = Entry(config, path)
+    for task_name in config.tasks:
+        entry.model_args(get_task(task_name))  # type-check the model arguments on every task it claims
+    return entry
+
+
+@cache
+def _registry(config_dir: Path) -> dict[str, Entry]:
+    return {path.stem: load_entry(path) for path in sorted(config_dir.glob("*.yaml"))}
+
+
+def all_entries(config_dir: Path = CONFIG_DIR) -> dict[str, Entry]:
+    return _registry(Path(config_dir))
+
+
+def get_entry(name: str, config_dir: Path = CONFIG_DIR) -> Entry:
+    entries = all_entries(config_dir)
+    if name not in entries:
+        raise unknown("entry", name, list(entries))
+    return entries[name]

@@ -1,0 +1,72 @@
+"""A task is what is measured: a data module plus a metric contract (name, direction, range, target, seeds).
+
+Tasks are few and shared by many entries. What differs between kinds of task (accuracy from labels, a score from
+samples, BLEU from decoded text) lives in ``Task.evaluate``, never in ``if entry == ...`` branches of the harness.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The reported number: its name, whether lower or higher is better, and the range a valid value lies in."""
+
+    name: str
+    direction: Literal["min", "max"]
+    low: float
+    high: float
+    unit: str = ""
+
+    def better(self, a: float, b: float) -> bool:
+        """True when value ``a`` is strictly better than ``b``."""
+        return a < b if self.direction == "min" else a > b
+
+    def reached(self, value: float, target: float) -> bool:
+        return value <= target if self.direction == "min" else value >= target
+
+    def valid(self, value: float) -> bool:
+        return math.isfinite(value) and self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark protocol. ``make_datamodule(data_dir, batch_size, seed, download)`` builds its data.
+
+    ``model_inputs`` are handed to a model's constructor when it has parameters of those names (``num_classes``,
+    ``input_shape``), so one model class serves several tasks without per-task configs.
+    The validation metric is logged by the model as ``val/<metric.name>``, the test metric as ``test/<metric.name>``.
+    """
+
+    name: str
+    description: str
+    metric: Metric
+    target: float  # time-to-target threshold on the validation metric
+    min_seeds: int  # a row with fewer seeds is marked provisional
+    make_datamodule: Callable[..., L.LightningDataModule]
+    model_inputs: dict = field(default_factory=dict)
+    protocol: str = ""  # one line for the leaderboard: split, selection, budget
+
+    @property
+    def val_key(self) -> str:
+        return f"val/{self.metric.name}"
+
+    @property
+    def test_key(self) -> str:
+        return f"test/{self.metric.name}"
+
+    def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path: str | Path | None):
+        """Evaluate once on the test split; returns every ``test/*`` metric the model logged, as plain floats."""
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        return {
+            key.removeprefix("test/"): float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("test/")
+        }

@@ -1,0 +1,78 @@
+"""A LightningDataModule for small image sets held whole in memory as uint8 tensors (on the GPU when training there).
+
+Subclasses say how to get the files (``prepare_data``, the only place that may download) and how to decode them
+(``load_splits``). This class adds the fixed validation split, the device placement and the batch iterators.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from benchmarks.tasks.loader import TensorBatches
+
+
+class InMemoryImageData(L.LightningDataModule):
+    scale = 255.0  # raw value that maps to 1.0
+    val_size = 5_000  # images held out of the training set for model selection
+    split_seed = 0  # fixed: every run, entry and machine validates on the same images
+
+    def __init__(self, data_dir: Path, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size=1000):
+        super().__init__()
+        self.data_dir, self.batch_size, self.seed, self.download = Path(data_dir), batch_size, seed, download
+        self.eval_batch_size = eval_batch_size
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    # --- what a subclass provides -------------------------------------------------------------------------------
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Return {"train": (images, labels), "test": (images, labels)}; images uint8 (N, C, H, W) or (N, D)."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, str]:
+        """Checksums that name exactly which data a result used, e.g. {"MNIST/raw/...gz": "md5:..."}."""
+        raise NotImplementedError
+
+    # --- shared machinery ---------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            splits = self.load_splits()
+            images, labels = splits["train"]
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val, train = order[: self.val_size], order[self.val_size :]
+            splits = {
+                "train": (images[train], labels[train]),
+                "val": (images[val], labels[val]),
+                "test": splits["test"],
+            }
+            self.splits = {name: (x.contiguous(), y.long()) for name, (x, y) in splits.items()}
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+
+    def _batches(self, split: str, train: bool) -> TensorBatches:
+        images, labels = self.splits[split]
+        trainer = self.trainer
+        return TensorBatches(
+            images,
+            labels,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            scale=self.scale,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    def train_dataloader(self):
+        return self._batches("train", train=True)
+
+    def val_dataloader(self):
+        return self._batches("val", train=False)
+
+    def test_dataloader(self):
+        return self._batches("test", train=False)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch if batch[0].device == device else super().transfer_batch_to_device(batch, device, dataloader_idx)

@@ -1,0 +1,48 @@
+"""Only what every classifier milestone shares: validation and test accuracy/error through torchmetrics.
+
+A classifier's ``forward(x)`` returns one score per class (the predicted class is the arg-max); its ``training_step``
+returns the loss (also under manual optimisation) so the harness can stop a run whose loss is not finite.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.val_accuracy = self.make_accuracy(num_classes)
+        self.test_accuracy = self.make_accuracy(num_classes)
+
+    def make_accuracy(self, num_classes: int) -> Metric:
+        return MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.val_accuracy.update(self(x), y)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.test_accuracy.update(self(x), y)
+
+    def on_validation_epoch_end(self):
+        self._log_accuracy("val", self.val_accuracy)
+
+    def on_test_epoch_end(self):
+        self._log_accuracy("test", self.test_accuracy)
+
+    def _log_accuracy(self, stage: str, metric: Metric) -> None:
+        accuracy = metric.compute().float() * 100  # compute() reduces across DDP ranks
+        metric.reset()
+        self.log(f"{stage}/accuracy", accuracy)
+        self.log(f"{stage}/error", 100 - accuracy)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """Targets for squared-error and error-correction rules: ``high`` for the true class, ``low`` elsewhere."""
+    targets = torch.full((len(labels), num_classes), low, device=labels.device)
+    return targets.scatter_(1, labels.long().unsqueeze(1), high)
