@@ -134,6 +134,7 @@ class RunContext:
     chash: str
     run_root: Path
     env: dict
+    code: dict  # taken when the run starts: the code that was imported, not what the tree holds at the end
 
 
 def run_benchmark(entry_name: str, opts: BenchOptions) -> tuple[Result, Path | None]:
@@ -159,6 +160,7 @@ def run_benchmark(entry_name: str, opts: BenchOptions) -> tuple[Result, Path | N
         chash=chash,
         run_root=paths.output_dir(opts.output_dir) / task.name / entry.name / variant,
         env=environment(accelerator),
+        code=code_identity(),
     )
     print(
         f"{entry.name} on {task.name}: seeds {seeds}, {precision} on {hardware_label(ctx.env)}, "
@@ -199,7 +201,7 @@ def run_benchmark(entry_name: str, opts: BenchOptions) -> tuple[Result, Path | N
         config_hash=chash,
         dataset=dataset,
         environment=ctx.env,
-        code=code_identity(),
+        code=ctx.code,
         wandb={"mode": wandb_mode, "project": opts.wandb_project, "group": f"{entry.name}/{task.name}"},
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
