@@ -51,7 +51,7 @@ class BenchmarkMeter(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is not None and not math.isfinite(float(loss.detach() if torch.is_tensor(loss) else loss)):
             raise NonFiniteLossError(
                 f"training loss is {float(loss)} at epoch {trainer.current_epoch}, step {batch_idx}"
             )

@@ -249,7 +249,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         callbacks.append(RichProgressBar())
     elif progress == "plain":
         callbacks.append(PlainProgress(f"{entry.name} seed {seed}", task.val_key))
-    loggers = [CSVLogger(seed_dir, name="csv", version="")]
+    loggers = [CSVLogger(seed_dir, name="csv")]  # version_0, version_1, ... one per attempt when resuming
     wandb_logger = make_wandb_logger(ctx, task, seed, seed_dir) if ctx.wandb_mode != "off" else None
     if wandb_logger is not None:
         loggers.append(wandb_logger)

@@ -53,6 +53,7 @@ class Task:
     make_datamodule: Callable[..., L.LightningDataModule]
     model_inputs: dict = field(default_factory=dict)
     protocol: str = ""  # one line for the leaderboard: split, selection, budget
+    bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
 
     @property
     def val_key(self) -> str:

@@ -45,6 +45,7 @@ TASKS = [
         min_seeds=3,
         make_datamodule=DigitsData,
         model_inputs={"num_classes": 10, "input_shape": (1, 8, 8)},
+        bundled=True,
         protocol="1,200 train / 200 val / 397 test (fixed seed 0); best-val checkpoint tested once; test error %",
     )
 ]

@@ -51,6 +51,7 @@ TASKS = [
         min_seeds=1,
         make_datamodule=LogicGatesData,
         model_inputs={},
+        bundled=True,
         protocol="all 16 truth-table entries; % wrong",
     )
 ]

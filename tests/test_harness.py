@@ -1,0 +1,143 @@
+"""The harness end to end on bundled data: determinism, resume after Ctrl-C, NaN handling, W&B offline, options."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from benchmarks.harness import BenchError, BenchOptions, resolve_precision, run_benchmark
+from benchmarks.paths import REPO_ROOT
+from benchmarks.results import find_results, read_result
+
+
+def test_same_seed_twice_gives_identical_metrics(quick):
+    a, _ = run_benchmark("lenet5-modern", quick(task="digits", max_epochs=3))
+    b, _ = run_benchmark("lenet5-modern", quick(task="digits", max_epochs=3))
+    assert a.seeds[0].metrics == b.seeds[0].metrics
+    assert [h["val/error"] for h in a.seeds[0].val_history] == [h["val/error"] for h in b.seeds[0].val_history]
+
+
+def test_result_records_protocol_fields(quick):
+    result, path = run_benchmark("perceptron", quick(task="digits", seeds=[0, 1]))
+    assert result.aggregate.n == 2 and len(result.seeds) == 2
+    assert result.precision == "32-true" and result.deterministic and result.smoke
+    assert result.dataset and result.environment["accelerator"] == "cpu" and result.config_hash
+    assert result.peak_memory_kind == "process_rss" and result.peak_memory_mb > 0
+    assert result.seeds[0].samples_per_s > 0 and result.seeds[0].train_time_s > 0
+    assert "git_commit" in result.code and "git_dirty" in result.code
+    assert read_result(path) == result
+
+
+class InterruptAt(L.Callback):
+    """Simulates Ctrl-C at the start of a given epoch (Lightning handles it as it handles a real SIGINT)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(quick, tmp_path):
+    reference, _ = run_benchmark("mlp", quick(task="digits", max_epochs=4, output_dir=str(tmp_path / "a")))
+
+    results = tmp_path / "results"
+    before = {p: p.read_bytes() for p in find_results(results)}
+    assert len(before) == 1, "the reference run's result file"
+    interrupted = quick(task="digits", max_epochs=4, output_dir=str(tmp_path / "b"), callbacks=[InterruptAt(2)])
+    with pytest.raises(SystemExit):
+        run_benchmark("mlp", interrupted)
+    after = {p: p.read_bytes() for p in find_results(results)}
+    assert after == before, "an interrupted run writes no result file and leaves earlier results untouched"
+    assert not [p for p in results.rglob("*.tmp")]
+
+    resumed, path = run_benchmark("mlp", quick(task="digits", max_epochs=4, output_dir=str(tmp_path / "b"), resume=True))
+    assert resumed.seeds[0].metrics == reference.seeds[0].metrics
+    assert [h["val/error"] for h in resumed.seeds[0].val_history] == [
+        h["val/error"] for h in reference.seeds[0].val_history
+    ]
+    assert resumed.seeds[0].epochs == reference.seeds[0].epochs == 4
+    assert path.exists()
+
+
+class PoisonWeights(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 3:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+def test_nan_loss_stops_the_run_and_records_a_failure(quick):
+    result, path = run_benchmark("mlp", quick(task="digits", callbacks=[PoisonWeights()]))
+    assert result.status == "failed" and result.seeds[0].status == "failed"
+    assert "not finite" in result.seeds[0].failure or "nan" in result.seeds[0].failure
+    assert result.aggregate is None and path.exists()
+
+
+def test_wandb_offline_writes_a_run_and_records_its_id(quick, tmp_path):
+    result, _ = run_benchmark("mcculloch-pitts", quick(wandb="offline", max_epochs=None))
+    run = result.seeds[0].wandb_run
+    assert run and result.wandb["mode"] == "offline" and result.wandb["group"] == "mcculloch-pitts/logic-gates"
+    run_id = run.split("/")[-1]
+    assert list((tmp_path / "runs" / "wandb").rglob(f"*{run_id}*")), "the offline run is on disk for `wandb sync`"
+
+
+def test_wandb_off_never_imports_wandb(tmp_path):
+    code = (
+        "import sys; from benchmarks.harness import BenchOptions, run_benchmark; "
+        f"run_benchmark('mcculloch-pitts', BenchOptions(wandb='off', progress='none', results_dir=r'{tmp_path}')); "
+        "assert 'wandb' not in sys.modules, 'wandb was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, capture_output=True, timeout=300)
+
+
+@pytest.mark.parametrize("bad", ["fp8", "16-bits", "bf17-mixed"])
+def test_unknown_precision_is_one_clear_error(bad):
+    with pytest.raises(BenchError, match=f"unknown precision '{bad}'.*32-true"):
+        resolve_precision(bad, "cpu")
+
+
+def test_precision_auto_and_aliases():
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16", "cpu") == "bf16-mixed"
+    assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+
+
+def test_bad_seeds_are_refused(quick):
+    with pytest.raises(BenchError, match="distinct"):
+        run_benchmark("perceptron", quick(task="digits", seeds=[1, 1]))
+
+
+def test_ctrl_c_on_a_real_process_then_resume(tmp_path):
+    """SIGINT to a running `milestones bench`: no result file; `--resume` finishes from the last checkpoint."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    args = [sys.executable, "-m", "benchmarks.cli", "bench", "lenet5", "--task", "digits", "--seeds", "0",
+            "--wandb", "off", "--progress", "plain", "--results-dir", str(tmp_path / "results"),
+            "--output-dir", str(tmp_path / "runs")]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.time() + 240
+    for line in proc.stdout:
+        lines.append(line)
+        if "epoch 3/" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+        assert time.time() < deadline, "".join(lines)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not find_results(tmp_path / "results")
+    assert list((tmp_path / "runs").rglob("last.ckpt"))
+
+    done = subprocess.run([*args, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming from" in done.stdout
+    (path,) = find_results(tmp_path / "results")
+    assert read_result(Path(path)).seeds[0].epochs == 20
