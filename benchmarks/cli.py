@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
     add_run_options(p)
+    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: 0 only, to stay about a minute)")
     return parser
 
 

@@ -137,8 +137,10 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
         if task:
             m = task.metric
             better = "lower" if m.direction == "min" else "higher"
-            out.append(f"{task.description}. Metric: test {m.name} {m.unit} ({better} is better). Protocol: "
-                       f"{task.protocol}. Target (validation): {task.target:g}. Minimum seeds: {task.min_seeds}.")  # fmt: skip
+            out.append(
+                f"{task.description}. Metric: test {m.name} {m.unit} ({better} is better). Protocol: "
+                f"{task.protocol}. Target (validation): {task.target:g}. Minimum seeds: {task.min_seeds}."
+            )
             out.append("")
             out.append(f"![{name}](plots/{name}.png)")
             out.append("")

@@ -23,7 +23,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def output_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Checkpoints, CSV logs, W&B offline runs and smoke-run results: ``--output-dir``, ``MILESTONES_OUTPUT`` or runs/."""
+    """Checkpoints, CSV logs, W&B offline runs, smoke results: ``--output-dir``, ``MILESTONES_OUTPUT`` or runs/."""
     if explicit:
         return Path(explicit).expanduser().resolve()
     if os.environ.get("MILESTONES_OUTPUT"):

@@ -34,7 +34,10 @@ class LeNet5Modern(Classifier):
             nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),  # (B, 16, 5, 5)
         )  # fmt: skip
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes)
+            nn.Flatten(),  # (B, 400)
+            nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, num_classes),  # (B, C) logits
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 
-from benchmarks.harness import BenchError, BenchOptions, resolve_precision, run_benchmark
+from benchmarks.harness import BenchError, resolve_precision, run_benchmark
 from benchmarks.paths import REPO_ROOT
 from benchmarks.results import find_results, read_result
 
@@ -60,7 +60,9 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(quick, tmp
     assert after == before, "an interrupted run writes no result file and leaves earlier results untouched"
     assert not [p for p in results.rglob("*.tmp")]
 
-    resumed, path = run_benchmark("mlp", quick(task="digits", max_epochs=4, output_dir=str(tmp_path / "b"), resume=True))
+    resumed, path = run_benchmark(
+        "mlp", quick(task="digits", max_epochs=4, output_dir=str(tmp_path / "b"), resume=True)
+    )
     assert resumed.seeds[0].metrics == reference.seeds[0].metrics
     assert [h["val/error"] for h in resumed.seeds[0].val_history] == [
         h["val/error"] for h in reference.seeds[0].val_history

@@ -19,7 +19,9 @@ class InMemoryImageData(L.LightningDataModule):
     val_size = 5_000  # images held out of the training set for model selection
     split_seed = 0  # fixed: every run, entry and machine validates on the same images
 
-    def __init__(self, data_dir: Path | None, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size=1000):
+    def __init__(
+        self, data_dir: Path | None, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size=1000
+    ):
         super().__init__()
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.batch_size, self.seed, self.download = batch_size, seed, download

@@ -1,0 +1,84 @@
+"""The `milestones` command: listing, one-line errors, the demo, and the Makefile's targets."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.demo import demo_plan, run_demo
+from benchmarks.harness import BenchOptions
+from benchmarks.paths import REPO_ROOT
+from benchmarks.registry import all_entries
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def test_list_shows_every_entry_with_year_task_division_and_paper_value(capsys):
+    main(["list"])
+    out = capsys.readouterr().out
+    for name, entry in all_entries().items():
+        assert name in out and str(entry.config.paper.year) in out
+    assert "0.95" in out and "closed" in out and "open" in out
+
+
+def test_unknown_entry_is_one_line_with_close_matches(capsys):
+    code, out, err = run_cli(capsys, "bench", "lenet-5")
+    assert code == 2 and err.count("\n") == 1 and "unknown entry 'lenet-5'; did you mean lenet5" in err
+
+
+def test_unknown_task_for_an_entry(capsys):
+    code, _, err = run_cli(capsys, "bench", "lenet5", "--task", "cifar10", "--wandb", "off")
+    assert code == 2 and "does not run on task 'cifar10'" in err
+
+
+def test_unknown_precision(capsys):
+    code, _, err = run_cli(capsys, "bench", "perceptron", "--task", "digits", "--precision", "fp8", "--wandb", "off")
+    assert code == 2 and "unknown precision 'fp8'" in err
+
+
+def test_missing_data_offline_is_one_clear_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "bench", "lenet5", "--data-dir", str(tmp_path), "--offline", "--wandb", "off",
+                           "--results-dir", str(tmp_path / "results"))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert "train-images-idx3-ubyte.gz is missing" in err and "--data-dir" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_malformed_result_file_stops_the_leaderboard(capsys, tmp_path):
+    bad = tmp_path / "results" / "mnist" / "lenet5" / "x.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"entry": "lenet5"}')
+    code, _, err = run_cli(capsys, "leaderboard", "--results-dir", str(tmp_path / "results"),
+                           "--out-dir", str(tmp_path / "board"))  # fmt: skip
+    assert code == 2 and str(bad) in err and "field" in err and not (tmp_path / "board").exists()
+
+
+def test_demo_plan_covers_the_early_milestones():
+    plan = demo_plan()
+    assert plan[0] == ("mcculloch-pitts", "logic-gates")
+    assert {("perceptron", "digits"), ("mlp", "digits"), ("lenet5", "digits")} <= set(plan)
+
+
+def test_demo_runs_offline_and_prints_a_leaderboard(capsys, tmp_path):
+    run_demo(BenchOptions(wandb="off", progress="none", output_dir=str(tmp_path)))  # what `make demo` runs
+    out = capsys.readouterr().out
+    assert "## logic-gates" in out and "## digits" in out and "demo finished" in out
+    assert (tmp_path / "demo" / "results" / "digits" / "lenet5-modern").exists()
+
+
+def test_make_help_lists_targets_and_a_bench_rule_per_entry():
+    out = subprocess.run(["make", "-s", "help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    for target in ("setup", "demo", "test", "leaderboard", "perf", "gpu-check", "bench-<entry>"):
+        assert target in out
+    for name in all_entries():
+        assert name in out
+    dry = subprocess.run(["make", "-n", "bench-perceptron", "TASK=digits"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "bench perceptron --task digits" in dry
