@@ -82,3 +82,14 @@ def test_make_help_lists_targets_and_a_bench_rule_per_entry():
     dry = subprocess.run(["make", "-n", "bench-perceptron", "TASK=digits"], cwd=REPO_ROOT, capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
     assert "bench perceptron --task digits" in dry
+
+
+def test_gpu_check_cpu_dry_run(tmp_path, capsys):
+    """The prepared GPU script's CPU dry run: every selected entry briefly, a summary table, exit status 0."""
+    from benchmarks.gpu_check import main as gpu_check
+
+    status = gpu_check(["--accelerator", "cpu", "--entries", "mcculloch-pitts,perceptron", "--no-full",
+                        "--output-dir", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0 and "mcculloch-pitts" in out and "bf16-mixed" in out and "32-true" in out
+    assert list((tmp_path / "gpu-check" / "smoke-results").rglob("*.json"))

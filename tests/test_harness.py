@@ -143,3 +143,12 @@ def test_ctrl_c_on_a_real_process_then_resume(tmp_path):
     assert "resuming from" in done.stdout
     (path,) = find_results(tmp_path / "results")
     assert read_result(Path(path)).seeds[0].epochs == 20
+
+
+def test_short_real_mnist_run(real_data_dir, quick):
+    """The real data path end to end: MNIST from the data folder, 50 training batches, the full test set."""
+    options = quick(task="mnist", data_dir=str(real_data_dir), limit_train_batches=50, download=False)
+    result, path = run_benchmark("lenet5-modern", options)
+    assert result.status == "ok" and result.smoke and path.exists()
+    assert result.dataset["MNIST/raw/train-images-idx3-ubyte.gz"] == "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    assert result.seeds[0].metrics["error"] < 30  # 50 steps of Adam already beat chance by far
