@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from lightning_modules.base import Classifier, one_hot
@@ -36,17 +37,36 @@ class Perceptron(Classifier):
     def training_step(self, batch, batch_idx):
         x, y = batch
         with torch.autocast(self.device.type, enabled=False):  # the rule is exact arithmetic on fp32 weights
-            inputs = self._augment(x)
+            inputs = self._augment(x)  # (B, D+1)
             targets = one_hot(y, self.hparams.num_classes, low=-1.0, high=1.0)  # (B, C) in {-1, +1}
-            mistakes = torch.zeros((), device=self.device)
-            for x_i, t_i in zip(inputs, targets):  # online: each update sees the weights left by the previous one
-                y_hat = torch.where(self.weight @ x_i > 0, 1.0, -1.0)  # (C,) threshold units
-                delta = t_i - y_hat  # (C,) in {-2, 0, 2}
-                self.weight.addr_(delta, x_i, alpha=self.hparams.lr)  # w += lr (y − ŷ) xᵀ
-                mistakes += delta.any()  # a tensor: no host sync per example on a GPU
-        error = mistakes / len(inputs)
+            update = self._online_updates_cpu if self.device.type == "cpu" else self._online_updates
+            mistakes = update(inputs, targets)
+        error = torch.as_tensor(mistakes / len(inputs), dtype=torch.float32, device=self.device)
         self.log("train/mistakes", error, prog_bar=True)
         return error
+
+    def _online_updates(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The rule, one example after another: each update sees the weights left by the previous one."""
+        mistakes = torch.zeros((), device=self.device)
+        for x_i, t_i in zip(inputs, targets):
+            y_hat = torch.where(self.weight @ x_i > 0, 1.0, -1.0)  # (C,) threshold units
+            delta = t_i - y_hat  # (C,) in {-2, 0, 2}
+            self.weight.addr_(delta, x_i, alpha=self.hparams.lr)  # w += lr (y − ŷ) xᵀ
+            mistakes += delta.any()  # a tensor: no host sync per example on a GPU
+        return mistakes
+
+    def _online_updates_cpu(self, inputs: torch.Tensor, targets: torch.Tensor) -> int:
+        """The same rule through NumPy views of the same memory: a tiny op costs ~1 µs there against ~20 µs in torch,
+        which makes an MNIST pass ~20× faster on a CPU. Examples without a mistake leave the weights untouched."""
+        weight, xs, ts = self.weight.numpy(), inputs.numpy(), targets.numpy()  # views: updates land in the buffer
+        mistakes = 0
+        for x_i, t_i in zip(xs, ts):
+            y_hat = np.where(weight @ x_i > 0, 1.0, -1.0).astype(np.float32)  # (C,)
+            delta = t_i - y_hat  # (C,) in {-2, 0, 2}
+            if delta.any():
+                weight += np.float32(self.hparams.lr) * np.outer(delta, x_i)  # w += lr (y − ŷ) xᵀ
+                mistakes += 1
+        return mistakes
 
     def configure_optimizers(self):
         return None
