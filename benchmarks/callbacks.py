@@ -115,7 +115,7 @@ class RNGStateCheckpoint(L.Callback):
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         states = checkpoint.get("rng_states")
-        if not states:
+        if not states or trainer.state.fn != "fit":  # only a resumed fit continues the random streams
             return
         version, internal, gauss_next = states["python"]
         random.setstate((version, tuple(internal), gauss_next))

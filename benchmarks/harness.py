@@ -8,6 +8,7 @@ atomically. Nothing here knows which entry or kind of task it runs: that lives i
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import resource
@@ -234,16 +235,17 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     L.seed_everything(seed, workers=True, verbose=False)
     model = entry.build_model(task)
     meter = BenchmarkMeter(task.val_key, lambda v: task.metric.reached(v, task.target))
-    checkpoint = ModelCheckpoint(
+    checkpoint = ModelCheckpoint(  # the best-validation weights: the ones tested
         dirpath=seed_dir / "checkpoints",
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=task.val_key,
         mode=task.metric.direction,
         save_top_k=1,
-        save_last=True,
     )
-    callbacks = [meter, RNGStateCheckpoint(), checkpoint, *opts.callbacks]
+    # every epoch, for --resume (a monitored ModelCheckpoint's save_last only saves when the best improves)
+    latest = ModelCheckpoint(dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1)
+    callbacks = [meter, RNGStateCheckpoint(), checkpoint, latest, *opts.callbacks]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
         callbacks.append(RichProgressBar())
@@ -278,9 +280,11 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     except NonFiniteLossError as error:
         status, failure = "failed", str(error)
         print(f"seed {seed}: FAILED, {error}", flush=True)
+    measured = copy.deepcopy(meter.state_dict())  # trainer.test(ckpt_path=best) restores callback states: keep ours
     if status == "ok":
         best = checkpoint.best_model_path or None
         metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+    meter.load_state_dict(measured)
     selected = best_epoch(meter.history, task) if status == "ok" else None
     seed_result = SeedResult(
         seed=seed,

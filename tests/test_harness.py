@@ -67,7 +67,7 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(quick, tmp
     assert [h["val/error"] for h in resumed.seeds[0].val_history] == [
         h["val/error"] for h in reference.seeds[0].val_history
     ]
-    assert resumed.seeds[0].epochs == reference.seeds[0].epochs == 4
+    assert resumed.seeds[0].epochs == reference.seeds[0].epochs == len(resumed.seeds[0].val_history) == 4
     assert path.exists()
 
 
@@ -119,8 +119,9 @@ def test_bad_seeds_are_refused(quick):
         run_benchmark("perceptron", quick(task="digits", seeds=[1, 1]))
 
 
-def test_ctrl_c_on_a_real_process_then_resume(tmp_path):
-    """SIGINT to a running `milestones bench`: no result file; `--resume` finishes from the last checkpoint."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_interrupted_or_killed_process_then_resume(tmp_path, sig):
+    """Ctrl-C or SIGKILL to a running `milestones bench`: no result file; `--resume` continues from the checkpoint."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     args = [sys.executable, "-m", "benchmarks.cli", "bench", "lenet5", "--task", "digits", "--seeds", "0",
             "--wandb", "off", "--progress", "plain", "--results-dir", str(tmp_path / "results"),
@@ -130,7 +131,7 @@ def test_ctrl_c_on_a_real_process_then_resume(tmp_path):
     for line in proc.stdout:
         lines.append(line)
         if "epoch 3/" in line:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
         assert time.time() < deadline, "".join(lines)
     proc.communicate(timeout=120)

@@ -58,6 +58,9 @@ def test_full_recipe_results_are_not_smoke_and_rank(results_dir):
     assert all(not r.smoke and r.status == "ok" for _, r in results)
     perceptron = next(r for _, r in results if r.entry == "perceptron")
     assert perceptron.aggregate.n == 3 and [s.seed for s in perceptron.seeds] == [0, 1, 2]
+    for seed in perceptron.seeds:  # testing the best checkpoint must not roll the measurements back to its epoch
+        assert len(seed.val_history) == seed.epochs == 10
+        assert seed.train_time_s >= seed.val_history[-1]["train_seconds"] > 0
 
 
 @pytest.mark.parametrize(
