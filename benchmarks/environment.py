@@ -54,7 +54,9 @@ def hardware_label(env: dict) -> str:
     """Short label for tables: 'NVIDIA H100 80GB HBM3 ×1' or 'CPU: AMD EPYC 7B13 (2 cores)'."""
     if env["accelerator"] == "gpu":
         return f"{env['device']} ×{env['device_count']}"
-    return f"CPU: {env['device']} ({env['device_count']} cores)"
+    threads = env.get("torch_threads")
+    suffix = f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""
+    return f"CPU: {env['device']} ({env['device_count']} cores{suffix})"
 
 
 def code_identity() -> dict:
