@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-demo: setup ## offline: early milestones on the bundled digits + logic gates, then a leaderboard (~1-2 min)
+demo: setup ## offline: early milestones on the bundled digits + logic gates, then a leaderboard (33 s on the 2-core CI machine)
 	$(MILESTONES) demo $(ARGS)
 
 test: setup ## the test suite (what CI runs); real-data tests need MILESTONES_DATA
