@@ -252,7 +252,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     elif progress == "plain":
         callbacks.append(PlainProgress(f"{entry.name} seed {seed}", task.val_key))
     loggers = [CSVLogger(seed_dir, name="csv")]  # version_0, version_1, ... one per attempt when resuming
-    wandb_logger = make_wandb_logger(ctx, task, seed, seed_dir) if ctx.wandb_mode != "off" else None
+    wandb_logger = make_wandb_logger(ctx, task, seed) if ctx.wandb_mode != "off" else None
     if wandb_logger is not None:
         loggers.append(wandb_logger)
 
@@ -300,7 +300,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         samples_per_s=meter.throughput,
         epochs=trainer.current_epoch,
         val_history=meter.history,
-        wandb_run=finish_wandb(wandb_logger, seed_result_metrics=metrics),
+        wandb_run=finish_wandb(wandb_logger, metrics),
         log_dir=str(seed_dir),
     )
     if trainer.global_rank == 0:
@@ -319,7 +319,7 @@ def best_epoch(history: list[dict], task) -> int | None:
     return int(best["epoch"]) if best else None
 
 
-def make_wandb_logger(ctx: RunContext, task, seed: int, seed_dir: Path):
+def make_wandb_logger(ctx: RunContext, task, seed: int):
     from lightning.pytorch.loggers import WandbLogger
 
     save_dir = paths.output_dir(ctx.opts.output_dir) / "wandb"
@@ -338,11 +338,11 @@ def make_wandb_logger(ctx: RunContext, task, seed: int, seed_dir: Path):
     return logger
 
 
-def finish_wandb(logger, seed_result_metrics: dict) -> str | None:
+def finish_wandb(logger, test_metrics: dict) -> str | None:
     if logger is None:
         return None
     run = logger.experiment
-    for key, value in seed_result_metrics.items():
+    for key, value in test_metrics.items():
         run.summary[f"test/{key}"] = value
     run_path = "/".join(p for p in (run.entity, run.project, run.id) if p)
     run.finish()
