@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -32,8 +33,6 @@ def cpu_model() -> str:
 
 
 def environment(accelerator: str) -> dict:
-    import os
-
     cuda = accelerator == "gpu" and torch.cuda.is_available()
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
     return {
@@ -70,5 +69,9 @@ def code_identity() -> dict:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
+    if commit is None and os.environ.get("MILESTONES_GIT_COMMIT"):
+        # a copied checkout without .git (the lent GPU machine): the commit is vouched for by whoever copied it,
+        # and whether the copy was clean cannot be checked here, so git_dirty stays unknown
+        return {"git_commit": os.environ["MILESTONES_GIT_COMMIT"], "git_dirty": None, "commit_from": "environment"}
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
