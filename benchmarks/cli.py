@@ -1,4 +1,5 @@
-"""The ``milestones`` command: list entries, run benchmarks, rebuild the leaderboard, run the offline demo.
+"""The ``milestones`` command: list entries, run benchmarks, verify, validate and compare results, rebuild the
+leaderboard, run the offline demo.
 
 Every user-facing error (unknown entry or task, bad precision, missing or corrupt data, invalid config or result
 file) is printed as one line on stderr and exits with status 2; nothing half-written is left behind.
@@ -41,6 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", help="write README.md, leaderboard.csv and plots/ here (default: leaderboards/)")
     p.add_argument("--check", action="store_true", help="exit 1 when the committed tables differ from a rebuild")
     p.add_argument("--print", action="store_true", help="print the tables instead of writing files")
+
+    p = sub.add_parser("verify", help="re-run a result file and check that it holds (exit 1 on a mismatch)")
+    p.add_argument("result", help="a result file, e.g. leaderboards/results/mnist/mlp/<name>.json")
+    p.add_argument("--seeds", type=_seeds, help="re-run only these of its seeds (a quicker check)")
+    p.add_argument("--run-anyway", action="store_true",
+                   help="re-run even if the config or model code no longer matches (the verdict says so)")  # fmt: skip
+    p.add_argument("--accelerator", choices=["cpu", "gpu"], help="default: the one the result was made on")
+    p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
+    p.add_argument("--output-dir", help="where the re-run's checkpoints and result go (default: runs/)")
+    p.add_argument("--wandb", default="off", choices=["auto", "online", "offline", "off"])
+    p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
+    p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
+
+    p = sub.add_parser("validate", help="check result files as CI does on a pull request (exit 1 on a problem)")
+    p.add_argument("paths", nargs="*", help="result files or folders (default: every file in leaderboards/results)")
+
+    p = sub.add_parser("compare", help="results side by side: metric, spread, p-value, speed, hardware, versions")
+    p.add_argument("targets", nargs="+", help="result files and/or entry names (an entry: all its results)")
+    p.add_argument("--task", help="with entry names: only results on this task")
+    p.add_argument("--wandb", action="store_true", help="also fetch each seed's W&B run (needs W&B online)")
 
     p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
     add_run_options(p)
@@ -149,6 +170,40 @@ def cmd_leaderboard(args) -> None:
             print(f"wrote {path}")
 
 
+def cmd_verify(args) -> None:
+    from benchmarks.verify import VerifyOptions, verify
+
+    options = VerifyOptions(
+        seeds=args.seeds,
+        run_anyway=args.run_anyway,
+        accelerator=args.accelerator,
+        data_dir=args.data_dir,
+        output_dir=args.output_dir,
+        wandb=args.wandb,
+        download=not args.offline,
+        progress=args.progress,
+    )
+    sys.exit(verify(args.result, options))
+
+
+def cmd_validate(args) -> None:
+    from benchmarks.validate import validate
+
+    problems, notes = validate(args.paths)
+    for line in notes:
+        print(f"note: {line}")
+    for line in problems:
+        print(line, file=sys.stderr)
+    print(f"validate: {len(problems)} problem(s)" if problems else "validate: all result files pass")
+    sys.exit(1 if problems else 0)
+
+
+def cmd_compare(args) -> None:
+    from benchmarks.compare import compare
+
+    print(compare(args.targets, task=args.task, use_wandb=args.wandb))
+
+
 def cmd_demo(args) -> None:
     from benchmarks.demo import run_demo
 
@@ -165,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.tasks.files import DataError
 
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
-                "demo": cmd_demo}  # fmt: skip
+                "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo}  # fmt: skip
     try:
         handlers[args.command](args)
     except (UnknownNameError, BenchError, ConfigError, ResultError, DataError) as error:

@@ -58,20 +58,44 @@ def hardware_label(env: dict) -> str:
     return f"CPU: {env['device']} ({env['device_count']} cores{suffix})"
 
 
+def git(*args: str) -> str | None:
+    """Run git in the repository; its stdout, or None when git is missing or the command fails."""
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def code_identity() -> dict:
     """The git commit and whether tracked files differed from it (untracked result files do not count)."""
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None and os.environ.get("MILESTONES_GIT_COMMIT"):
-        # a copied checkout without .git (the lent GPU machine): the commit is vouched for by whoever copied it,
-        # and whether the copy was clean cannot be checked here, so git_dirty stays unknown
+    if os.environ.get("MILESTONES_GIT_COMMIT"):
+        # a copied checkout whose .git is absent or stale (the lent GPU machine): the commit is vouched for by whoever
+        # copied it, and whether the copy was clean cannot be checked here, so git_dirty stays unknown
         return {"git_commit": os.environ["MILESTONES_GIT_COMMIT"], "git_dirty": None, "commit_from": "environment"}
+    commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+# What can move a number when it differs between the machine that made a result and the one re-running it.
+DRIFT_FIELDS = {
+    "python": lambda env: env.get("python"),
+    "torch": lambda env: env.get("packages", {}).get("torch"),
+    "torchvision": lambda env: env.get("packages", {}).get("torchvision"),
+    "lightning": lambda env: env.get("packages", {}).get("lightning"),
+    "torchmetrics": lambda env: env.get("packages", {}).get("torchmetrics"),
+    "numpy": lambda env: env.get("packages", {}).get("numpy"),
+    "accelerator": lambda env: env.get("accelerator"),
+    "device": lambda env: env.get("device"),
+    "GPU count": lambda env: env.get("device_count") if env.get("accelerator") == "gpu" else None,
+    "CUDA": lambda env: env.get("cuda"),
+    "cuDNN": lambda env: env.get("cudnn"),
+    "torch threads": lambda env: env.get("torch_threads") if env.get("accelerator") == "cpu" else None,
+    "machine": lambda env: env.get("machine"),
+}
+
+
+def drift(recorded: dict, current: dict) -> list[tuple[str, object, object]]:
+    """(field, recorded, current) for every field in DRIFT_FIELDS that differs; empty when the machines match."""
+    return [(name, get(recorded), get(current)) for name, get in DRIFT_FIELDS.items() if get(recorded) != get(current)]

@@ -58,6 +58,7 @@ class BenchOptions:
     limit_train_batches: int | float | None = None
     resume: bool = False
     deterministic: bool = True
+    threads: int | None = None  # torch CPU threads (torch.set_num_threads); None leaves torch's default
     download: bool = True
     progress: str = "auto"  # auto | rich | plain | none
     callbacks: list = field(default_factory=list)  # extra callbacks (tests, tools)
@@ -138,13 +139,18 @@ class RunContext:
     code: dict  # taken when the run starts: the code that was imported, not what the tree holds at the end
 
 
-def run_benchmark(entry_name: str, opts: BenchOptions) -> tuple[Result, Path | None]:
+def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path | None]:
+    """Run ``entry`` (a registered name, or an Entry rebuilt from a result file) for its seeds; write the result."""
     quiet_lightning()
-    entry = get_entry(entry_name)
+    entry = get_entry(entry) if isinstance(entry, str) else entry
     task = entry.task(opts.task)
     accelerator = resolve_accelerator(opts.accelerator)
     precision = resolve_precision(opts.precision, accelerator)
     wandb_mode = resolve_wandb(opts.wandb)
+    if opts.threads is not None:
+        if opts.threads < 1:
+            raise BenchError(f"threads must be at least 1, got {opts.threads}")
+        torch.set_num_threads(opts.threads)
     seeds = opts.seeds if opts.seeds is not None else list(range(entry.config.seeds))
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise BenchError(f"seeds must be distinct non-negative integers, got {seeds}")

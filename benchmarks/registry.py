@@ -128,8 +128,33 @@ class Entry:
         return config
 
 
+def entry_from_resolved(resolved: dict[str, Any], source: Path) -> Entry:
+    """The entry exactly as a result file recorded it (``Entry.resolved_config`` output), not as the registry holds it
+    today: ``milestones verify`` re-runs this."""
+    try:
+        config = EntryConfig.model_validate({k: v for k, v in resolved.items() if k != "task"})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: config.{field}: {first['msg']}") from None
+    return Entry(config, Path(source))
+
+
 def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """'key.path: a-value ≠ b-value' for every leaf that differs."""
+    lines = []
+    for key in sorted(set(a) | set(b), key=str):
+        here = f"{prefix}{key}"
+        left, right = a.get(key, "(absent)"), b.get(key, "(absent)")
+        if isinstance(left, dict) and isinstance(right, dict):
+            lines += config_diff(left, right, here + ".")
+        elif left != right:
+            lines.append(f"{here}: {left!r} ≠ {right!r}")
+    return lines
 
 
 def import_class(class_path: str, source: Path) -> type[L.LightningModule]:

@@ -1,0 +1,216 @@
+"""``milestones validate [paths]``: what CI runs on a pull request that adds or changes result files.
+
+Every check is on the files alone (nothing is re-run, nothing in a file is executed, imported or unpickled); each
+failure is one line ``<file>: <field>: <what is wrong>``. The checks, in order:
+
+- place: the file lies under leaderboards/results/<task>/<entry>/ and its task and entry fields agree with the folders;
+- schema: it parses against results.Result (unknown fields, wrong types and missing fields are refused);
+- entry and task: the entry is registered and lists the task; the result is not a smoke run;
+- config: the recorded config hashes to ``config_hash``, and equals the entry's resolved config in the registry at this
+  commit (so the YAML and the model's defaults are what produced it);
+- seeds: seeds 0 … n−1, each once, all reported, failed ones included (no best-of-N: a submission that drops or
+  swaps seeds shows a gap); n at least the task's minimum, or, for an entry whose config declares fewer seeds than the
+  task's minimum (a compute-bound entry), at least the entry's count, and then the leaderboard marks it provisional;
+- metrics: every seed's metrics are finite and inside the metric's range, ok seeds carry the task's metric, and the
+  status, aggregate (mean, std, n, 95 % CI), median time-to-target and mean throughput re-derive from the per-seed
+  values — a hand-edited number shows up here, or, if the per-seed values were edited too, in the leaderboard check;
+- dataset: the recorded checksums are the task's own;
+- code: a commit is recorded, the tree was clean, and the commit is in this repository's history (skipped, with a
+  note, in a shallow clone);
+- leaderboard: the committed tables equal a rebuild from all result files.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from benchmarks import leaderboard, paths, provenance
+from benchmarks.registry import ConfigError, config_diff, config_hash, get_entry
+from benchmarks.results import Result, ResultError, aggregate, find_results, read_result
+from benchmarks.tasks import UnknownNameError, get_task
+
+REL_TOL = 1e-9  # re-derived statistics must agree to rounding
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
+
+
+def check_place(path: Path, results_dir: Path) -> list[str]:
+    try:
+        parts = path.resolve().relative_to(results_dir.resolve()).parts
+    except ValueError:
+        return [f"path: not under {results_dir}: result files live in leaderboards/results/<task>/<entry>/"]
+    if len(parts) != 3 or not parts[2].endswith(".json"):
+        return ["path: expected leaderboards/results/<task>/<entry>/<name>.json"]
+    return []
+
+
+def check_entry(result: Result, path: Path):
+    """(problems, entry or None, task or None)."""
+    try:
+        entry = get_entry(result.entry)
+    except UnknownNameError as error:
+        return [f"entry: {error}"], None, None
+    try:
+        return [], entry, entry.task(result.task)
+    except (UnknownNameError, ConfigError) as error:
+        return [f"task: {error}"], entry, None
+
+
+def check_config(result: Result, entry, task) -> list[str]:
+    problems = []
+    if config_hash(result.config) != result.config_hash:
+        problems.append("config_hash: the recorded config does not hash to it (the file was edited after the run)")
+    registry = entry.resolved_config(task)
+    if config_hash(registry) != result.config_hash:
+        diff = "; ".join(config_diff(result.config, registry)[:5]) or "hash only"
+        problems.append(f"config: differs from the registry ({entry.path.name} at this commit): recorded ≠ registry: "
+                        f"{diff}")  # fmt: skip
+    return problems
+
+
+def check_seeds(result: Result, entry, task) -> list[str]:
+    seeds = [s.seed for s in result.seeds]
+    problems = []
+    if len(set(seeds)) != len(seeds):
+        problems.append(f"seeds: {seeds} repeats a seed")
+    missing = sorted(set(range(len(seeds))) - set(seeds))
+    if missing:
+        problems.append(f"seeds: {sorted(seeds)} is not 0…{len(seeds) - 1}: seed(s) {missing} missing — report every "
+                        "seed run, from 0 (a best-of-N selection leaves gaps)")  # fmt: skip
+    required = min(task.min_seeds, entry.config.seeds) if entry else task.min_seeds
+    if len(seeds) < required:
+        problems.append(f"seeds: {len(seeds)} seed(s); the protocol requires at least {required} "
+                        f"(task minimum {task.min_seeds}, entry declares {entry.config.seeds})")  # fmt: skip
+    return problems
+
+
+def check_metrics(result: Result, task) -> list[str]:
+    metric, problems = task.metric, []
+    if result.metric != metric.name or result.direction != metric.direction:
+        problems.append(f"metric: '{result.metric}' ({result.direction}), the task's is '{metric.name}' "
+                        f"({metric.direction})")  # fmt: skip
+    for i, seed in enumerate(result.seeds):
+        for name, value in seed.metrics.items():
+            if not math.isfinite(value):
+                problems.append(f"seeds[{i}].metrics.{name}: {value} is not finite")
+        value = seed.metrics.get(metric.name)
+        if seed.status == "ok" and value is None:
+            problems.append(f"seeds[{i}].metrics.{metric.name}: missing on an ok seed")
+        elif value is not None and math.isfinite(value) and not metric.valid(value):
+            problems.append(f"seeds[{i}].metrics.{metric.name}: {value} outside [{metric.low}, {metric.high}]")
+        if seed.status == "failed" and not seed.failure:
+            problems.append(f"seeds[{i}].failure: a failed seed must say why")
+    ok = [s for s in result.seeds if s.status == "ok"]
+    if (result.status == "ok") != (len(ok) == len(result.seeds)):
+        problems.append(f"status: '{result.status}' but {len(ok)} of {len(result.seeds)} seeds are ok")
+    values = [s.metrics[metric.name] for s in ok if metric.name in s.metrics]
+    if any(not math.isfinite(v) for v in values):
+        return problems
+    derived, recorded = aggregate(values), result.aggregate
+    if (derived is None) != (recorded is None):
+        problems.append(f"aggregate: recorded {recorded}, the per-seed values give {derived}")
+    elif derived is not None:
+        for field in ("mean", "std", "n"):
+            if not _close(getattr(recorded, field), getattr(derived, field)):
+                problems.append(f"aggregate.{field}: {getattr(recorded, field)} recorded, {getattr(derived, field)} "
+                                "from the per-seed values (hand-edited?)")  # fmt: skip
+        if not all(_close(a, b) for a, b in zip(recorded.ci95, derived.ci95)):
+            problems.append(
+                f"aggregate.ci95: {list(recorded.ci95)} recorded, {list(derived.ci95)} from the per-seed values"
+            )
+    reached = [s.time_to_target_s for s in ok if s.time_to_target_s is not None]
+    if not _close(result.time_to_target_s, statistics.median(reached) if reached else None):
+        problems.append(f"time_to_target_s: {result.time_to_target_s} recorded, the per-seed median is "
+                        f"{statistics.median(reached) if reached else None}")  # fmt: skip
+    speeds = [s.samples_per_s for s in ok if s.samples_per_s]
+    if not _close(result.samples_per_s, statistics.fmean(speeds) if speeds else None):
+        problems.append(f"samples_per_s: {result.samples_per_s} recorded, the per-seed mean differs")
+    return problems
+
+
+def check_dataset(result: Result, task) -> list[str]:
+    if task.bundled:
+        return []
+    expected = task.make_datamodule(paths.data_dir(), 1, seed=0, download=False).identity()
+    problems = [f"dataset['{name}']: {result.dataset.get(name, '(absent)')}, the task's file has {digest}"
+                for name, digest in expected.items() if result.dataset.get(name) != digest]  # fmt: skip
+    problems += [
+        f"dataset['{name}']: not a file of task {task.name}" for name in sorted(set(result.dataset) - set(expected))
+    ]
+    return problems
+
+
+def check_code(result: Result) -> tuple[list[str], list[str]]:
+    """(problems, notes)."""
+    commit, dirty = result.code.get("git_commit"), result.code.get("git_dirty")
+    if not commit:
+        return ["code.git_commit: missing: the code that made the result is unknown"], []
+    problems = ["code.git_dirty: made from a tree with uncommitted changes; commit first, then run"] if dirty else []
+    if not provenance.history_available():
+        return problems, [f"code.git_commit: {commit[:10]} not checked (no full git history here)"]
+    if not provenance.commit_known(commit):
+        problems.append(f"code.git_commit: {commit[:10]} is not in this repository's history")
+    elif not provenance.is_ancestor(commit):
+        problems.append(f"code.git_commit: {commit[:10]} is not an ancestor of HEAD (made on another branch?)")
+    return problems, []
+
+
+def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
+    """(problems, notes) for one result file, each line prefixed with the file."""
+    problems = check_place(path, results_dir)
+    try:
+        result = read_result(path)
+    except ResultError as error:
+        return [str(error), *(f"{path}: {p}" for p in problems)], []
+    parts = path.resolve().parts
+    if not problems and (parts[-3], parts[-2]) != (result.task, result.entry):
+        problems.append(f"path: folder {parts[-3]}/{parts[-2]} but the file says {result.task}/{result.entry}")
+    if result.smoke:
+        problems.append("smoke: a smoke run (fast-dev-run or a budget override) never enters leaderboards/results")
+    found, entry, task = check_entry(result, path)
+    problems += found
+    notes = []
+    if task is not None:
+        problems += check_config(result, entry, task)
+        problems += check_seeds(result, entry, task)
+        problems += check_metrics(result, task)
+        problems += check_dataset(result, task)
+    elif result.task:
+        try:
+            task = get_task(result.task)
+            problems += check_seeds(result, None, task) + check_metrics(result, task)
+        except UnknownNameError:
+            pass
+    code_problems, notes = check_code(result)
+    problems += code_problems
+    return [f"{path}: {p}" for p in problems], [f"{path}: {n}" for n in notes]
+
+
+def expand(targets: list[str] | None, results_dir: Path) -> list[Path]:
+    if not targets:
+        return find_results(results_dir)
+    files = []
+    for target in map(Path, targets):
+        files += sorted(target.rglob("*.json")) if target.is_dir() else [target]
+    return files
+
+
+def validate(targets: list[str] | None = None, results_dir=None, leaderboard_dir=None) -> tuple[list[str], list[str]]:
+    """(problems, notes) over the given files (default: every result file), plus the leaderboard rebuild check."""
+    results_dir = Path(results_dir) if results_dir else paths.RESULTS_DIR
+    problems, notes = [], []
+    for path in expand(targets, results_dir):
+        found, noted = validate_file(path, results_dir)
+        problems += found
+        notes += noted
+    try:
+        problems += leaderboard.check(results_dir, leaderboard_dir)
+    except ResultError as error:
+        problems.append(f"leaderboard: cannot be rebuilt: {error}")
+    return problems, notes

@@ -1,0 +1,179 @@
+"""``milestones verify <result.json>``: re-run a result from what its file records and say whether it holds.
+
+1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and equal the registry's entry today;
+   its commit must be in this repository's history, made from a clean tree, and the entry's model code must not have
+   changed since (provenance.py). Any failure refuses the verify with the reasons, unless ``--run-anyway``, which runs
+   it nevertheless and says so in the verdict. Smoke results record no complete budget and are refused too.
+2. Re-run. The entry is rebuilt from the file's own resolved config (not from today's YAML), with its seeds (or the
+   ``--seeds`` subset), precision, determinism setting and, on CPU, its torch thread count. The re-run's result file
+   goes to ``<output>/verify-results``, never to the leaderboard.
+3. Compare. On the same hardware and software (no drift in environment.DRIFT_FIELDS) a deterministic result must match
+   exactly: every test metric of every seed, its status and its selected epoch. Otherwise the re-run's mean must lie
+   within stats.verify_tolerance of the recorded mean. A side-by-side table per seed, the drift, and the verdict are
+   printed; the exit status is 0 on a match, 1 on a mismatch, 2 when refused.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import paths, provenance
+from benchmarks.environment import drift, environment
+from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
+from benchmarks.registry import ConfigError, config_diff, config_hash, entry_from_resolved, get_entry
+from benchmarks.results import Result, SeedResult, read_result
+from benchmarks.stats import verify_tolerance
+from benchmarks.tasks import UnknownNameError
+
+
+@dataclass
+class VerifyOptions:
+    seeds: list[int] | None = None  # a subset of the recorded seeds (default: all of them)
+    run_anyway: bool = False
+    accelerator: str | None = None  # default: the recorded one
+    data_dir: str | None = None
+    output_dir: str | None = None
+    wandb: str = "off"
+    download: bool = True
+    progress: str = "auto"
+
+
+def preflight(result: Result, accelerator: str | None) -> tuple[list[str], list[str]]:
+    """(reasons to refuse, notes) for re-running ``result`` against this checkout."""
+    refusals, notes = [], []
+    if result.smoke:
+        refusals.append("a smoke run (fast-dev-run or a budget override) records no complete budget")
+    if config_hash(result.config) != result.config_hash:
+        refusals.append("the file's config does not hash to its config_hash: it was edited after the run")
+    try:
+        entry = get_entry(result.entry)
+        registry = entry.resolved_config(entry.task(result.task))
+    except (UnknownNameError, ConfigError) as error:
+        refusals.append(f"not in the registry today: {error}")
+    else:
+        if config_hash(registry) != result.config_hash:
+            diff = "; ".join(config_diff(result.config, registry)[:5])
+            ours, theirs = result.config_hash[:12], config_hash(registry)[:12]
+            refusals.append(f"config hash {ours} differs from the registry's {theirs} ({entry.path.name}; "
+                            f"recorded ≠ registry: {diff})")  # fmt: skip
+    commit, dirty = result.code.get("git_commit"), result.code.get("git_dirty")
+    if not commit:
+        refusals.append("code.git_commit is missing: the code that made it is unknown")
+    elif not provenance.history_available():
+        notes.append("no full git history here (not a git checkout, or a shallow clone): code version not checked")
+    elif not provenance.commit_known(commit):
+        refusals.append(f"commit {commit[:10]} is not in this repository's history (fetch it, or it is another fork's)")
+    else:
+        changed = provenance.changed_since(commit, provenance.model_code(result.config["model"]["class_path"]))
+        if changed:
+            refusals.append(f"the entry's model code changed since {commit[:10]}: {', '.join(changed)}")
+        harness = provenance.changed_since(commit, provenance.HARNESS_CODE)
+        if harness:
+            notes.append(f"harness code changed since {commit[:10]} (may move numbers): {', '.join(harness)}")
+    if dirty:
+        refusals.append("made from a tree with uncommitted changes (code.git_dirty): the code that made it is unknown")
+    elif dirty is None and commit:
+        source = result.code.get("commit_from", "recorded")
+        notes.append(f"commit {commit[:10]} was {source} without a clean-tree check")
+    recorded_accel = result.environment.get("accelerator", "cpu")
+    if accelerator is None and recorded_accel == "gpu" and resolve_accelerator("auto") != "gpu":
+        refusals.append("recorded on a GPU and this machine has none: add --accelerator cpu to compare within the "
+                        "tolerance instead of exactly")  # fmt: skip
+    return refusals, notes
+
+
+def rerun_options(result: Result, opts: VerifyOptions) -> BenchOptions:
+    recorded = [s.seed for s in result.seeds]
+    seeds = opts.seeds if opts.seeds is not None else recorded
+    extra = sorted(set(seeds) - set(recorded))
+    if extra:
+        raise BenchError(f"--seeds {extra} were not in the result (its seeds: {recorded})")
+    accelerator = resolve_accelerator(opts.accelerator or result.environment.get("accelerator", "cpu"))
+    threads = result.environment.get("torch_threads") if accelerator == "cpu" else None
+    output = paths.output_dir(opts.output_dir)
+    return BenchOptions(
+        task=result.task,
+        seeds=seeds,
+        precision=result.precision,
+        accelerator=accelerator,
+        data_dir=opts.data_dir,
+        output_dir=str(output / "verify"),
+        results_dir=str(output / "verify-results"),
+        wandb=opts.wandb,
+        deterministic=result.deterministic,
+        threads=threads,
+        download=opts.download,
+        progress=opts.progress,
+    )
+
+
+def seeds_equal(a: SeedResult, b: SeedResult) -> bool:
+    return a.status == b.status and a.metrics == b.metrics and a.selected_epoch == b.selected_epoch
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.6g}"
+
+
+def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, list[str]]:
+    """(holds, mode, report lines): exact per-seed equality without drift, the mean within tolerance otherwise."""
+    metric = recorded.metric
+    by_seed = {s.seed: s for s in recorded.seeds}
+    moved = drift(recorded.environment, rerun.environment)
+    exact = not moved and recorded.deterministic and rerun.deterministic
+    lines = [f"{'seed':>6}  {'recorded ' + metric:>18}  {'re-run ' + metric:>18}  {'Δ':>10}  {'status':<16}match"]
+    all_equal = True
+    for new in rerun.seeds:
+        old = by_seed[new.seed]
+        a, b = old.metrics.get(metric), new.metrics.get(metric)
+        delta = b - a if a is not None and b is not None else None
+        equal = seeds_equal(old, new)
+        all_equal &= equal
+        status = old.status if old.status == new.status else f"{old.status}→{new.status}"
+        mark = ("yes" if equal else "NO") if exact else ("=" if equal else "≈")
+        lines.append(f"{new.seed:>6}  {_num(a):>18}  {_num(b):>18}  {_num(delta):>10}  {status:<16}{mark}")
+    old_values = [s.metrics[metric] for s in recorded.seeds if s.status == "ok" and metric in s.metrics]
+    new_values = [s.metrics[metric] for s in rerun.seeds if s.status == "ok" and metric in s.metrics]
+    old_mean = statistics.fmean(old_values) if old_values else None
+    new_mean = statistics.fmean(new_values) if new_values else None
+    lines.append(f"{'mean':>6}  {_num(old_mean):>18}  {_num(new_mean):>18}  "
+                 f"{_num(new_mean - old_mean if old_values and new_values else None):>10}")  # fmt: skip
+    if moved:
+        lines.append("environment drift (recorded → here): "
+                     + "; ".join(f"{name} {old} → {new}" for name, old, new in moved))  # fmt: skip
+    if exact:
+        lines.append("same hardware and software, deterministic: every metric of every seed must match exactly")
+        return all_equal, "exact", lines
+    if not old_values or not new_values or len(new_values) != len(rerun.seeds):
+        lines.append("a seed failed on one side: no mean to compare")
+        return False, "within tolerance", lines
+    tol, why = verify_tolerance(old_values, len(new_values))
+    lines.append(f"tolerance on the mean: {why}")
+    return abs(new_mean - old_mean) <= tol, "within tolerance", lines
+
+
+def verify(path: Path | str, opts: VerifyOptions) -> int:
+    path = Path(path)
+    result = read_result(path)
+    refusals, notes = preflight(result, opts.accelerator)
+    commit = str(result.code.get("git_commit"))[:10]
+    print(f"verify {path}: {result.entry} on {result.task}, seeds {[s.seed for s in result.seeds]}, "
+          f"{result.precision}, recorded on {result.environment.get('device')} at {commit}", flush=True)  # fmt: skip
+    for note in notes:
+        print(f"  note: {note}")
+    for reason in refusals:
+        print(f"  {'RUNNING ANYWAY despite' if opts.run_anyway else 'refused'}: {reason}")
+    if refusals and not opts.run_anyway:
+        print("verify refused (add --run-anyway to re-run it nevertheless; the verdict will say so)")
+        return 2
+    options = rerun_options(result, opts)
+    entry = entry_from_resolved(result.config, path)
+    rerun, rerun_path = run_benchmark(entry, options)
+    holds, mode, lines = comparison(result, rerun)
+    print(f"\nrecorded: {path}\nre-run:   {rerun_path} ({environment(options.accelerator)['device']})")
+    print("\n".join(lines))
+    forced = " — RUN ANYWAY: " + "; ".join(refusals) if refusals else ""
+    print(f"\nverdict: {'MATCH' if holds else 'MISMATCH'} ({mode}){forced}")
+    return 0 if holds else 1
