@@ -93,3 +93,23 @@ def test_gpu_check_cpu_dry_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert status == 0 and "mcculloch-pitts" in out and "bf16-mixed" in out and "32-true" in out
     assert list((tmp_path / "gpu-check" / "smoke-results").rglob("*.json"))
+
+
+def test_validate_passes_the_committed_results_and_fails_a_stray_file(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "validate")
+    assert code == 0 and "all result files pass" in out
+    stray = tmp_path / "x.json"
+    stray.write_text('{"entry": "lenet5"}')
+    code, out, err = run_cli(capsys, "validate", str(stray))
+    assert code == 1 and f"{stray}: path: not under" in err and "field" in err and "problem(s)" in out
+
+
+def test_verify_of_a_missing_file_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "verify", str(tmp_path / "nope.json"))
+    assert code == 2 and err.count("\n") == 1 and "nope.json: not readable JSON" in err
+
+
+def test_compare_prints_side_by_side(capsys):
+    main(["compare", "perceptron", "mlp", "--task", "mnist"])
+    out = capsys.readouterr().out
+    assert "perceptron / mnist" in out and "mlp / mnist" in out and "p (better than 1st)" in out

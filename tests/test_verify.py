@@ -1,0 +1,134 @@
+"""`milestones verify`: a real result re-runs to identical numbers here, and a doctored or outdated one does not pass.
+
+The result is the perceptron's full recipe on the bundled digits (3 seeds, a few seconds), made in this test session
+with MILESTONES_GIT_COMMIT set to HEAD, so that a working tree with uncommitted edits can still be verified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+
+import pytest
+from scipy import stats
+
+from benchmarks.environment import git
+from benchmarks.harness import BenchError, BenchOptions, run_benchmark
+from benchmarks.registry import config_hash
+from benchmarks.results import aggregate, read_result
+from benchmarks.stats import verify_tolerance, welch_p_better
+from benchmarks.verify import VerifyOptions, verify
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recorded")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MILESTONES_GIT_COMMIT", git("rev-parse", "HEAD") or "unknown")
+        options = BenchOptions(task="digits", accelerator="cpu", wandb="off", progress="none",
+                               output_dir=str(out / "runs"), results_dir=str(out / "results"))  # fmt: skip
+        _, path = run_benchmark("perceptron", options)
+    return path
+
+
+@pytest.fixture
+def result_file(recorded, tmp_path, monkeypatch):
+    monkeypatch.setenv("MILESTONES_GIT_COMMIT", git("rev-parse", "HEAD") or "unknown")
+    copy = tmp_path / recorded.name
+    shutil.copy(recorded, copy)
+    return copy
+
+
+def edit(path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def options(tmp_path, **overrides) -> VerifyOptions:
+    return VerifyOptions(output_dir=str(tmp_path / "verify"), progress="none", **overrides)
+
+
+def test_a_deterministic_cpu_result_verifies_exactly(result_file, tmp_path, capsys):
+    assert verify(result_file, options(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "verdict: MATCH (exact)" in out and out.count(" yes") == 3
+    rerun = next((tmp_path / "verify" / "verify-results").rglob("*.json"))
+    assert read_result(rerun).seeds[2].metrics == read_result(result_file).seeds[2].metrics
+
+
+def test_a_subset_of_seeds(result_file, tmp_path, capsys):
+    assert verify(result_file, options(tmp_path, seeds=[1])) == 0
+    out = capsys.readouterr().out
+    assert out.count(" yes") == 1 and "verdict: MATCH (exact)" in out
+    with pytest.raises(BenchError, match="were not in the result"):
+        verify(result_file, options(tmp_path, seeds=[7]))
+
+
+def test_a_doctored_number_is_a_mismatch(result_file, tmp_path, capsys):
+    def improve(data):
+        data["seeds"][0]["metrics"]["error"] -= 0.5
+
+    edit(result_file, improve)
+    assert verify(result_file, options(tmp_path, seeds=[0])) == 1
+    out = capsys.readouterr().out
+    assert "verdict: MISMATCH (exact)" in out and " NO" in out
+
+
+def test_other_hardware_is_judged_within_the_tolerance(result_file, tmp_path, capsys):
+    edit(result_file, lambda d: d["environment"].update(device="Some Other CPU"))
+    assert verify(result_file, options(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "device Some Other CPU →" in out and "tolerance on the mean" in out
+    assert "verdict: MATCH (within tolerance)" in out
+
+
+def test_a_config_that_left_the_registry_is_refused_unless_run_anyway(result_file, tmp_path, capsys):
+    def other_lr(data):
+        data["config"]["model"]["init_args"]["lr"] = 0.5
+        data["config_hash"] = config_hash(data["config"])
+
+    edit(result_file, other_lr)
+    assert verify(result_file, options(tmp_path)) == 2
+    out = capsys.readouterr().out
+    assert "refused: config hash" in out and "model.init_args.lr: 0.5 ≠ 1.0" in out
+    assert verify(result_file, options(tmp_path, seeds=[0], run_anyway=True)) == 0  # lr only scales the weights
+    out = capsys.readouterr().out
+    assert "RUNNING ANYWAY despite: config hash" in out and "— RUN ANYWAY: config hash" in out
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda d: d["config"]["trainer"].update(max_epochs=2), "does not hash to its config_hash"),
+        (lambda d: d.update(smoke=True), "a smoke run"),
+        (lambda d: d["code"].update(git_dirty=True), "uncommitted changes"),
+        (lambda d: d["code"].update(git_commit=None), "git_commit is missing"),
+        (lambda d: d["environment"].update(accelerator="gpu"), "recorded on a GPU and this machine has none"),
+    ],
+)
+def test_refusals_say_why(result_file, tmp_path, capsys, change, reason):
+    if "GPU" in reason and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    edit(result_file, change)
+    assert verify(result_file, options(tmp_path)) == 2
+    assert reason in capsys.readouterr().out
+
+
+def test_tolerance_is_the_student_t_bound_on_a_difference_of_means():
+    values = [1.0, 1.2, 0.9]
+    tol, why = verify_tolerance(values, 2)
+    expected = stats.t.ppf(0.995, 2) * statistics.stdev(values) * math.sqrt(1 / 3 + 1 / 2)
+    assert math.isclose(tol, expected) and "99% two-sided" in why
+    tol, why = verify_tolerance([2.0], 1)
+    assert math.isclose(tol, 0.2) and "no recorded spread" in why
+
+
+def test_welch_p_value_matches_scipy_and_needs_two_seeds():
+    a, b = [0.8, 0.82, 0.79], [1.1, 1.0, 1.25]
+    assert math.isclose(welch_p_better(a, b, "min"), stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue)
+    assert welch_p_better(b, a, "min") > 0.95 and welch_p_better(a, b, "max") > 0.95
+    assert welch_p_better([1.0], b, "min") is None and welch_p_better([1.0, 1.0], [2.0, 2.0], "min") is None
+    assert aggregate(a).n == 3
