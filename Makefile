@@ -8,9 +8,12 @@ MILESTONES := $(BIN)/milestones
 STAMP := $(VENV)/.setup-done
 TASK ?=
 ARGS ?=
+RESULT ?=
+RESULTS ?=
+WHAT ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint leaderboard leaderboard-check perf gpu-check list clean
+.PHONY: help setup demo test lint leaderboard leaderboard-check validate verify compare perf gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -45,6 +48,16 @@ leaderboard: setup ## regenerate leaderboards/ (README.md, leaderboard.csv, plot
 
 leaderboard-check: setup ## fail when the committed leaderboard differs from the result files
 	$(MILESTONES) leaderboard --check
+
+validate: setup ## check result files as CI does on a pull request (default: all of leaderboards/results)
+	$(MILESTONES) validate $(RESULTS)
+
+verify: setup ## re-run a result and check it: make verify RESULT=leaderboards/results/mnist/mlp/<file>.json
+	@test -n "$(RESULT)" || { echo "usage: make verify RESULT=<result.json> [ARGS='--seeds 0']"; exit 2; }
+	$(MILESTONES) verify $(RESULT) $(ARGS)
+
+compare: setup ## results side by side: make compare WHAT='lenet5 lenet5-modern' [ARGS='--task mnist']
+	$(MILESTONES) compare $(WHAT) $(ARGS)
 
 perf: setup ## epoch time of LeNet-5 on MNIST: plain PyTorch loop vs harness vs DataLoader+ToTensor
 	$(BIN)/python -m benchmarks.perf.lenet_epoch $(ARGS)

@@ -48,7 +48,9 @@ class FakeApi:
         self.asked.append(path)
         if path != self.known:
             raise ValueError(f"Could not find run {path}")
-        return SimpleNamespace(summary={"test/error": 3.05, "epoch": 19}, state="finished", url=f"https://wandb.ai/{path}")
+        return SimpleNamespace(
+            summary={"test/error": 3.05, "epoch": 19}, state="finished", url=f"https://wandb.ai/{path}"
+        )
 
 
 def test_wandb_runs_are_looked_up_by_the_ids_result_files_carry():

@@ -146,4 +146,5 @@ def test_a_file_in_the_wrong_folder_is_refused(submission):
     moved.parent.mkdir(parents=True)
     shutil.move(path, moved)
     leaderboard.build(results, board)
-    assert any("path: folder mnist/mlp but the file says mnist/perceptron" in line for line in run(results, board, moved))
+    expected = "path: folder mnist/mlp but the file says mnist/perceptron"
+    assert any(expected in line for line in run(results, board, moved))
