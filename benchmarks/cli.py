@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", default="off", choices=["auto", "online", "offline", "off"])
     p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
     p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
+    p.add_argument("--skip-over-minutes", type=float, help="skip (exit 0) when the seeds took longer where recorded")
 
     p = sub.add_parser("validate", help="check result files as CI does on a pull request (exit 1 on a problem)")
     p.add_argument("paths", nargs="*", help="result files or folders (default: every file in leaderboards/results)")
@@ -182,6 +183,7 @@ def cmd_verify(args) -> None:
         wandb=args.wandb,
         download=not args.offline,
         progress=args.progress,
+        skip_over_minutes=args.skip_over_minutes,
     )
     sys.exit(verify(args.result, options))
 

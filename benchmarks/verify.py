@@ -38,6 +38,7 @@ class VerifyOptions:
     wandb: str = "off"
     download: bool = True
     progress: str = "auto"
+    skip_over_minutes: float | None = None  # skip (exit 0, saying so) when the recorded seeds took longer than this
 
 
 def preflight(result: Result, accelerator: str | None) -> tuple[list[str], list[str]]:
@@ -169,6 +170,11 @@ def verify(path: Path | str, opts: VerifyOptions) -> int:
         print("verify refused (add --run-anyway to re-run it nevertheless; the verdict will say so)")
         return 2
     options = rerun_options(result, opts)
+    minutes = sum(s.wall_time_s for s in result.seeds if s.seed in options.seeds) / 60
+    if opts.skip_over_minutes is not None and minutes > opts.skip_over_minutes:
+        print(f"verdict: SKIPPED — the chosen seeds took {minutes:.0f} min where recorded (limit "
+              f"{opts.skip_over_minutes:g}); run it without --skip-over-minutes")  # fmt: skip
+        return 0
     entry = entry_from_resolved(result.config, path)
     rerun, rerun_path = run_benchmark(entry, options)
     holds, mode, lines = comparison(result, rerun)

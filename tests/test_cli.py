@@ -113,3 +113,13 @@ def test_compare_prints_side_by_side(capsys):
     main(["compare", "perceptron", "mlp", "--task", "mnist"])
     out = capsys.readouterr().out
     assert "perceptron / mnist" in out and "mlp / mnist" in out and "p (better than 1st)" in out
+
+
+def test_the_github_workflow_installs_tests_and_validates_as_the_readme_says():
+    import yaml
+
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = " ".join(step.get("run", "") for step in workflow["jobs"]["test"]["steps"])
+    assert "make setup" in steps and "make test" in steps and "milestones validate" in steps
+    assert "make setup" in (REPO_ROOT / "README.md").read_text()
+    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()

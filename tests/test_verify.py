@@ -132,3 +132,8 @@ def test_welch_p_value_matches_scipy_and_needs_two_seeds():
     assert welch_p_better(b, a, "min") > 0.95 and welch_p_better(a, b, "max") > 0.95
     assert welch_p_better([1.0], b, "min") is None and welch_p_better([1.0, 1.0], [2.0, 2.0], "min") is None
     assert aggregate(a).n == 3
+
+
+def test_a_long_result_is_skipped_when_asked(result_file, tmp_path, capsys):
+    assert verify(result_file, options(tmp_path, skip_over_minutes=0)) == 0
+    assert "verdict: SKIPPED" in capsys.readouterr().out and not (tmp_path / "verify").exists()
