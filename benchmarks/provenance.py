@@ -10,6 +10,7 @@ Two tiers, because a refactor of the harness must not orphan every committed res
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import util
 from pathlib import Path
@@ -38,7 +39,10 @@ def model_code(class_path: str) -> list[str]:
 
 
 def history_available() -> bool:
-    """True when git runs here and the clone is not shallow (a shallow clone lacks the commits results name)."""
+    """True when git runs here and the clone is not shallow (a shallow clone lacks the commits results name), and no
+    MILESTONES_GIT_COMMIT says this checkout is a copy whose .git is not the source of truth (environment.py)."""
+    if os.environ.get("MILESTONES_GIT_COMMIT"):
+        return False
     return git("rev-parse", "--is-shallow-repository") == "false"
 
 

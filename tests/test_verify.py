@@ -1,7 +1,8 @@
 """`milestones verify`: a real result re-runs to identical numbers here, and a doctored or outdated one does not pass.
 
 The result is the perceptron's full recipe on the bundled digits (3 seeds, a few seconds), made in this test session
-with MILESTONES_GIT_COMMIT set to HEAD, so that a working tree with uncommitted edits can still be verified.
+with MILESTONES_GIT_COMMIT set to HEAD, so that a working tree with uncommitted edits can still record a result; the
+verify itself checks the provenance as usual (it refuses while the perceptron's model file has uncommitted edits).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ def recorded(tmp_path_factory):
 
 
 @pytest.fixture
-def result_file(recorded, tmp_path, monkeypatch):
-    monkeypatch.setenv("MILESTONES_GIT_COMMIT", git("rev-parse", "HEAD") or "unknown")
+def result_file(recorded, tmp_path):
     copy = tmp_path / recorded.name
     shutil.copy(recorded, copy)
     return copy
