@@ -42,10 +42,6 @@ def resolve_targets(targets: list[str], task: str | None = None, results_dir=Non
     return [(path, read_result(path)) for path in chosen]
 
 
-def _values(result: Result) -> list[float]:
-    return [s.metrics[result.metric] for s in result.seeds if s.status == "ok" and result.metric in s.metrics]
-
-
 def _ttt(result: Result) -> str:
     summary = median_range([s.time_to_target_s for s in result.seeds if s.time_to_target_s is not None])
     reached = sum(s.time_to_target_s is not None for s in result.seeds)
@@ -57,7 +53,7 @@ def _ttt(result: Result) -> str:
 
 def table(results: list[tuple[Path, Result]]) -> list[str]:
     """Field rows × result columns."""
-    reference = _values(results[0][1])
+    reference = results[0][1].metric_values()
     rows: dict[str, list[str]] = {}
 
     def add(field: str, values: list[str]) -> None:
@@ -72,10 +68,10 @@ def table(results: list[tuple[Path, Result]]) -> list[str]:
     add("95 % CI", [f"[{a.ci95[0]:.3f}, {a.ci95[1]:.3f}]" if (a := r.aggregate) else "—" for _, r in results])
     p_values = ["reference"]
     for _, r in results[1:]:
-        p = welch_p_better(_values(r), reference, r.direction)
+        p = welch_p_better(r.metric_values(), reference, r.direction)
         p_values.append("— (n < 2)" if p is None else f"{p:.3g}")
     add("p (better than 1st)", p_values)
-    add("per-seed", [", ".join(f"{v:.3f}" for v in _values(r)) for _, r in results])
+    add("per-seed", [", ".join(f"{v:.3f}" for v in r.metric_values()) for _, r in results])
     add("time-to-target", [_ttt(r) for _, r in results])
     add("throughput", [f"{r.samples_per_s:,.0f} samples/s" if r.samples_per_s else "—" for _, r in results])
     add("train time / seed", [f"{sum(s.train_time_s for s in r.seeds) / len(r.seeds):.1f} s" for _, r in results])

@@ -64,7 +64,7 @@ def _row(path: Path, result: Result) -> dict:
         "time_to_target_s": result.time_to_target_s,
         "time_to_target_min_s": ttt[1] if ttt else None,
         "time_to_target_max_s": ttt[2] if ttt else None,
-        "values": [s.metrics[result.metric] for s in result.seeds if s.status == "ok" and result.metric in s.metrics],
+        "values": result.metric_values(),
         "reached": f"{reached}/{len(result.seeds)}",
         "samples_per_s": result.samples_per_s,
         "hardware": hardware_label(result.environment),

@@ -76,6 +76,10 @@ class Result(Strict):
     wandb: dict[str, Any]
     created: str  # ISO 8601, UTC
 
+    def metric_values(self) -> list[float]:
+        """The reported metric of every ok seed, in seed order: the values the aggregate and the tests are about."""
+        return [s.metrics[self.metric] for s in self.seeds if s.status == "ok" and self.metric in s.metrics]
+
 
 class ResultError(ValueError):
     """A malformed result file; the message names the file and the field."""

@@ -135,8 +135,7 @@ def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, list[str]]:
         status = old.status if old.status == new.status else f"{old.status}→{new.status}"
         mark = ("yes" if equal else "NO") if exact else ("=" if equal else "≈")
         lines.append(f"{new.seed:>6}  {_num(a):>18}  {_num(b):>18}  {_num(delta):>10}  {status:<16}{mark}")
-    old_values = [s.metrics[metric] for s in recorded.seeds if s.status == "ok" and metric in s.metrics]
-    new_values = [s.metrics[metric] for s in rerun.seeds if s.status == "ok" and metric in s.metrics]
+    old_values, new_values = recorded.metric_values(), rerun.metric_values()
     old_mean = statistics.fmean(old_values) if old_values else None
     new_mean = statistics.fmean(new_values) if new_values else None
     lines.append(f"{'mean':>6}  {_num(old_mean):>18}  {_num(new_mean):>18}  "
