@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the entry's count, from 0)")
     p.add_argument("--max-epochs", type=int, help="override the budget (a smoke run: never on the leaderboard)")
     p.add_argument("--fast-dev-run", action="store_true", help="one batch of each kind (a smoke run)")
+    p.add_argument("--limit-train-batches", type=int, help="train on this many batches per epoch (a smoke run)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboards/ from the result files")
@@ -86,6 +87,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="allow non-deterministic (faster) kernels; recorded in the result")  # fmt: skip
     p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
     p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); recorded in the result")
 
 
 def bench_options(args: argparse.Namespace):
@@ -105,6 +107,8 @@ def bench_options(args: argparse.Namespace):
         wandb_project=args.wandb_project,
         max_epochs=getattr(args, "max_epochs", None),
         fast_dev_run=getattr(args, "fast_dev_run", False),
+        limit_train_batches=getattr(args, "limit_train_batches", None),
+        threads=getattr(args, "threads", None),
         resume=getattr(args, "resume", False),
         deterministic=args.deterministic,
         download=not args.offline,

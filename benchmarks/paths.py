@@ -29,3 +29,13 @@ def output_dir(explicit: str | os.PathLike | None = None) -> Path:
     if os.environ.get("MILESTONES_OUTPUT"):
         return Path(os.environ["MILESTONES_OUTPUT"]).expanduser().resolve()
     return REPO_ROOT / "runs"
+
+
+def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Derived data (decoded image arrays, tokenizers): ``MILESTONES_CACHE`` or a per-user cache folder, never the
+    data folder, which may be read only."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get("MILESTONES_CACHE"):
+        return Path(os.environ["MILESTONES_CACHE"]).expanduser().resolve()
+    return Path(platformdirs.user_cache_dir("dl-milestones")) / "cache"

@@ -1,0 +1,144 @@
+"""Imagenette (fast.ai's 10-class ImageNet subset): the official archives, and the 224-px re-encoded copy.
+
+Protocol for every Imagenette task: the 9,469 training images minus 500 held out (fixed seed 0) train; the 500 choose
+the checkpoint and drive the plateau schedule; the best-validation checkpoint is tested once on the 3,925 official
+validation images. Images are stored at 256×256 (shorter side resized, centre crop) and trained on random 224 crops.
+The metric is top-1 error %; top-5 error is recorded beside it.
+
+- ``imagenette-160``, ``imagenette-320``, ``imagenette``: the official 160-px, 320-px and full-size archives, checked
+  against torchvision's md5s, downloaded into the data folder when online and extracted into the cache folder.
+- ``imagenette-224re``: the same file list re-encoded at 224×224 (JPEG quality ≈ 75), as some offline mirrors hold it
+  (``imagenette2-224/``). Its pixels differ from the official ones, so it is its own task. Its files are fixed by the
+  committed manifest ``manifests/imagenette2-224.csv.gz`` (13,394 files with sha256): that manifest's checksum is the
+  data identity of every result on it.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+from torchvision.datasets import Imagenette
+
+from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.files import DataError, RemoteFile, fetch
+from benchmarks.tasks.imageset import ImageSetData
+from benchmarks.tasks.manifest import read_manifest, scan_folder, sha256_file, write_manifest
+
+MANIFESTS = Path(__file__).parent / "manifests"
+OFFICIAL = "https://github.com/fastai/imagenette"
+CLASSES = {
+    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player", "n03000684": "chain saw",
+    "n03028079": "church", "n03394916": "French horn", "n03417042": "garbage truck", "n03425413": "gas pump",
+    "n03445777": "golf ball", "n03888257": "parachute",
+}  # fmt: skip
+
+
+class Imagenette224Data(ImageSetData):
+    """``<data>/imagenette2-224/{train,val}/<wnid>/*.JPEG``, exactly the files of the committed manifest."""
+
+    cache_name = "imagenette2-224"
+    manifest_path = MANIFESTS / "imagenette2-224.csv.gz"
+
+    def root(self) -> Path:
+        return self.data_dir / "imagenette2-224"
+
+    def fetch(self) -> None:
+        if not (self.root() / "train").is_dir():
+            raise DataError(
+                f"{self.root()} not found. imagenette-224re is Imagenette2 with every image re-encoded at 224×224; it "
+                f"cannot be downloaded. Put that folder (train/ and val/ with one folder per WNID) at {self.root()}, "
+                f"or point --data-dir / MILESTONES_DATA at the folder that holds it. Online, train on the official "
+                f"archives instead: --task imagenette-320 (downloads imagenette2-320.tgz, 326 MB, from {OFFICIAL})."
+            )
+
+    def records(self):
+        return read_manifest(self.manifest_path)
+
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.manifest_path)
+
+    def identity(self) -> dict[str, str]:
+        return {"imagenette2-224/manifest": "sha256:" + self.manifest_sha256()}
+
+
+class ImagenetteData(ImageSetData):
+    """An official Imagenette archive: found (or downloaded) in the data folder, md5-checked, extracted to the cache."""
+
+    size = "320px"  # torchvision's name of the archive: "full", "320px" or "160px"
+
+    @property
+    def archive(self) -> RemoteFile:
+        url, md5 = Imagenette._ARCHIVES[self.size]
+        return RemoteFile(url.rsplit("/", 1)[1], md5, (url,))
+
+    @property
+    def cache_name(self) -> str:
+        return self.archive.relpath.removesuffix(".tgz")
+
+    def extracted(self) -> Path:
+        return self.cache_dir / "extracted" / f"{self.cache_name}-{self.archive.md5[:8]}"
+
+    def root(self) -> Path:
+        return self.extracted() / self.cache_name
+
+    def fetch(self) -> None:
+        if (self.extracted() / "complete").exists():
+            return
+        archive = fetch(self.archive, self.data_dir, self.download)
+        print(f"extracting {archive} -> {self.extracted()}", flush=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(self.extracted(), filter="data")
+        (self.extracted() / "complete").touch()
+
+    def manifest_file(self) -> Path:
+        path = self.extracted() / "manifest.csv.gz"
+        if not path.exists():  # the archive's md5 was checked: its listing is the manifest, built once
+            write_manifest(scan_folder(self.root(), ("train", "val"), sorted(CLASSES)), path)
+        return path
+
+    def records(self):
+        return read_manifest(self.manifest_file())
+
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.manifest_file())
+
+    def identity(self) -> dict[str, str]:
+        return {self.archive.relpath: f"md5:{self.archive.md5}"}
+
+
+class Imagenette160Data(ImagenetteData):
+    size = "160px"
+
+
+class ImagenetteFullData(ImagenetteData):
+    size = "full"
+
+
+TOP1_ERROR = Metric("error", "min", 0.0, 100.0, unit="%")
+PROTOCOL = (
+    "9,469 train − 500 held out (seed 0) for selection / 3,925 official val as test; 256-px storage, 224 crops; "
+    "best-val checkpoint tested once; top-1 error % (top-5 recorded)"
+)
+
+
+def imagenette_task(name: str, description: str, datamodule, target: float = 40.0) -> Task:
+    return Task(
+        name=name,
+        description=description,
+        metric=TOP1_ERROR,
+        target=target,  # validation top-1 error, for time-to-target
+        min_seeds=3,
+        make_datamodule=datamodule,
+        model_inputs={"num_classes": 10, "input_shape": (3, 224, 224)},
+        protocol=PROTOCOL,
+    )
+
+
+TASKS = [
+    imagenette_task("imagenette-224re", "Imagenette2 re-encoded at 224×224 (offline copy), 10 ImageNet classes",
+                    Imagenette224Data),
+    imagenette_task("imagenette-320", "Imagenette2, official 320-px archive, 10 ImageNet classes", ImagenetteData),
+    imagenette_task("imagenette-160", "Imagenette2, official 160-px archive, 10 ImageNet classes", Imagenette160Data),
+    imagenette_task("imagenette", "Imagenette2, official full-size archive, 10 ImageNet classes", ImagenetteFullData),
+]  # fmt: skip
