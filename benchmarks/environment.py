@@ -46,6 +46,7 @@ def environment(accelerator: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
+        "malloc_tunables": os.environ.get("GLIBC_TUNABLES"),  # the Makefile keeps freed memory (see README, Speed)
     }
 
 

@@ -135,10 +135,10 @@ class AugmentedBatches:
 
     def __init__(self, store, labels: torch.Tensor, indices: torch.Tensor, batch_size: int, crop_size: int, *,
                  seed: int, epoch, lighting: tuple[torch.Tensor, torch.Tensor] | None, lighting_std: float = 0.1,
-                 device: torch.device = torch.device("cpu"), rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+                 device: torch.device | None = None, rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
         self.store, self.labels, self.indices = store, labels, indices
         self.batch_size, self.crop_size, self.seed, self.epoch = batch_size, crop_size, seed, epoch
-        self.lighting, self.lighting_std, self.device = lighting, lighting_std, device
+        self.lighting, self.lighting_std, self.device = lighting, lighting_std, device or torch.device("cpu")
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:

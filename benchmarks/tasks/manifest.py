@@ -37,7 +37,7 @@ def sha256_file(path: Path) -> str:
 
 
 def scan_folder(root: Path, splits: tuple[str, ...], classes: list[str] | None = None) -> list[ImageRecord]:
-    """Every image under ``root/<split>/<class>/``; with ``classes``, exactly those classes, each present and non-empty."""
+    """Every image under ``root/<split>/<class>/``; with ``classes``, exactly those, each present and non-empty."""
     records = []
     for split in splits:
         split_dir = root / split
