@@ -54,6 +54,7 @@ class Task:
     model_inputs: dict = field(default_factory=dict)
     protocol: str = ""  # one line for the leaderboard: split, selection, budget
     bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
+    extra_metrics: tuple[str, ...] = ()  # secondary test metrics the leaderboard shows beside the main one
 
     @property
     def val_key(self) -> str:

@@ -132,6 +132,7 @@ def imagenette_task(name: str, description: str, datamodule, target: float = 40.
         make_datamodule=datamodule,
         model_inputs={"num_classes": 10, "input_shape": (3, 224, 224)},
         protocol=PROTOCOL,
+        extra_metrics=("top5_error",),
     )
 
 

@@ -1,0 +1,200 @@
+"""The image pipeline: manifests, the decoded cache, batched augmentation, bad inputs, and AlexNet through the harness.
+
+Fixtures are tiny JPEG/PNG folders made here (odd sizes, grayscale, CMYK, alpha); the real Imagenette copy is only
+checked against the committed manifest, and only where MILESTONES_DATA holds it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.harness import run_benchmark
+from benchmarks.tasks import get_task
+from benchmarks.tasks.files import DataError
+from benchmarks.tasks.imagecache import AugmentedBatches, CacheSpec, EvalBatches, decode, ensure_cache
+from benchmarks.tasks.imagenette import Imagenette224Data, ImagenetteData
+from benchmarks.tasks.manifest import read_manifest, scan_folder, verify, write_manifest
+
+CLASSES = ["n01", "n02", "n03"]
+
+
+def make_folder(root: Path, per_class: dict[str, int]) -> Path:
+    """<root>/<split>/<class>/*.jpg of random pixels: odd sizes, and one grayscale, one CMYK and one RGBA PNG image."""
+    rng = np.random.default_rng(0)
+    for split, count in per_class.items():
+        for c, label in enumerate(CLASSES):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (40 + 7 * i, 56, 3), dtype=np.uint8)
+                pixels[..., c] = 255  # each class has its own dominant colour
+                image = Image.fromarray(pixels)
+                if i == 1:
+                    image.convert("L").save(folder / f"{i}.jpg")
+                elif i == 2:
+                    image.convert("CMYK").save(folder / f"{i}.jpg")
+                elif i == 3:
+                    image.convert("RGBA").save(folder / f"{i}.png")
+                else:
+                    image.save(folder / f"{i}.JPEG")
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return make_folder(tmp_path / "set", {"train": 6, "val": 2})
+
+
+def test_manifest_is_reproducible_and_round_trips(folder, tmp_path):
+    records = scan_folder(folder, ("train", "val"))
+    assert len(records) == 3 * 8 and {r.label for r in records} == set(CLASSES)
+    first = write_manifest(records, tmp_path / "a.csv.gz")
+    second = write_manifest(list(reversed(records)), tmp_path / "b.csv.gz")
+    assert first == second, "the same files give a byte-identical manifest"
+    assert read_manifest(tmp_path / "a.csv.gz") == sorted(records, key=lambda r: (r.split, r.path))
+    verify(records, folder)
+
+
+def test_a_corrupt_or_missing_file_is_named(folder):
+    records = scan_folder(folder, ("train",))
+    victim = folder / records[4].path
+    victim.write_bytes(victim.read_bytes()[:-10] + b"x" * 10)
+    with pytest.raises(DataError, match=f"{victim.name}: sha256 .* \\(corrupt\\)"):
+        verify(records, folder)
+    victim.unlink()
+    with pytest.raises(DataError, match=f"{victim.name}: missing \\(1 of 18"):
+        verify(records, folder)
+
+
+def test_class_list_naming_an_absent_class_and_an_empty_class_are_named(folder):
+    with pytest.raises(DataError, match="n99"):
+        scan_folder(folder, ("train",), classes=["n01", "n99"])
+    for f in (folder / "train" / "n02").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="n02: class folder holds no images"):
+        scan_folder(folder, ("train",))
+
+
+def test_decode_converts_grayscale_cmyk_and_alpha_and_names_a_broken_file(folder, tmp_path):
+    for name in ("1.jpg", "2.jpg", "3.png", "0.JPEG"):
+        array = decode(folder / "train" / "n01" / name, 32)
+        assert array.shape == (3, 32, 32) and array.dtype == np.uint8
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(DataError, match="broken.jpg: cannot be decoded"):
+        decode(broken, 32)
+
+
+def test_cache_is_built_once_and_rebuilt_when_the_settings_change(folder, tmp_path):
+    records = scan_folder(folder, ("train", "val"))
+    cache = tmp_path / "cache"
+    built = ensure_cache(records, folder, "m1", CacheSpec(32), cache, "set", workers=2)
+    train = np.load(built / "train.npy")
+    assert train.shape == (18, 3, 32, 32)
+    assert np.array_equal(train[0], decode(folder / records[0].path, 32))  # row i is manifest row i
+    stamp = (built / "train.npy").stat().st_mtime_ns
+    assert ensure_cache(records, folder, "m1", CacheSpec(32), cache, "set") == built
+    assert (built / "train.npy").stat().st_mtime_ns == stamp, "a finished cache is reused"
+    assert ensure_cache(records, folder, "m1", CacheSpec(40), cache, "set") != built, "a new size is a new cache"
+    assert ensure_cache(records, folder, "m2", CacheSpec(32), cache, "set") != built, "a new manifest is a new cache"
+
+
+def augmented(store, seed=0, epoch=0, lighting=None, crop=24):
+    labels = torch.arange(len(store))
+    batches = AugmentedBatches(store, labels, torch.arange(len(store)), 4, crop, seed=seed, epoch=lambda: epoch,
+                               lighting=lighting)  # fmt: skip
+    return list(batches)
+
+
+def test_batched_crop_and_flip_equal_the_per_image_crop_and_flip():
+    store = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(5)
+    batches = AugmentedBatches(store, torch.zeros(10), torch.arange(10), 10, 24, seed=0, epoch=lambda: 0, lighting=None)
+    out = batches.augment(store, generator)
+    generator = torch.Generator().manual_seed(5)  # the same draws, replayed one image at a time
+    top, left = torch.randint(0, 9, (10,), generator=generator), torch.randint(0, 9, (10,), generator=generator)
+    flip = torch.rand(10, generator=generator) < 0.5
+    assert flip.any() and (~flip).any()
+    for i in range(10):
+        expected = store[i, :, top[i] : top[i] + 24, left[i] : left[i] + 24].float() / 255
+        assert torch.equal(out[i], expected.flip(-1) if flip[i] else expected)
+
+
+def test_augmentation_is_a_function_of_seed_and_epoch():
+    store = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+    basis = (torch.eye(3), torch.tensor([0.2, 0.05, 0.01]))
+    a, b = augmented(store, lighting=basis), augmented(store, lighting=basis)
+    assert all(torch.equal(x, y) and torch.equal(i, j) for (x, i), (y, j) in zip(a, b))
+    c = augmented(store, epoch=1, lighting=basis)
+    assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, c))
+    memmap_like = store.numpy()  # a numpy store (the CPU memmap path) gives the same batches as a tensor store
+    d = augmented(memmap_like, lighting=basis)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a, d))
+
+
+def test_pca_lighting_shifts_each_image_by_one_colour():
+    store = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    plain = augmented(store, lighting=None)
+    lit = augmented(store, lighting=(torch.eye(3), torch.tensor([0.2, 0.05, 0.01])))
+    for (x, _), (y, _) in zip(plain[:1], lit[:1]):
+        shift = y - x  # the first batch's crops are the same draws: its lighting draws come after them
+        per_image = shift.flatten(2)
+        assert torch.allclose(per_image, per_image[..., :1].expand_as(per_image), atol=1e-6)
+        assert shift.abs().max() > 0
+
+
+def test_eval_batches_are_whole_images_in_order():
+    store = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    batches = list(EvalBatches(store, torch.arange(5), torch.arange(5), 2, torch.device("cpu")))
+    assert [len(y) for _, y in batches] == [2, 2, 1]
+    assert torch.equal(torch.cat([x for x, _ in batches]), store.float() / 255)
+
+
+def test_imagenette_224re_without_data_says_what_to_do(tmp_path):
+    data = Imagenette224Data(tmp_path, 128, download=False, cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError) as error:
+        data.prepare_data()
+    message = str(error.value)
+    assert "imagenette2-224" in message and "--data-dir" in message and "--task imagenette-320" in message
+
+
+def test_official_imagenette_offline_without_the_archive_names_it(tmp_path):
+    data = ImagenetteData(tmp_path, 128, download=False, cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match="imagenette2-320.tgz is missing and downloading is off"):
+        data.prepare_data()
+    assert data.identity() == {"imagenette2-320.tgz": "md5:3df6f0d01a2c9592104656642f5e78a3"}
+
+
+def test_alexnet_trains_through_the_harness_on_a_tiny_image_set(folder, tmp_path, monkeypatch, quick):
+    """The whole path: manifest → verified files → cache → augmented batches → AlexNet → result with top-5."""
+    records = scan_folder(folder, ("train", "val"))
+    manifest = tmp_path / "manifest.csv.gz"
+    write_manifest(records, manifest)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "imagenette2-224").symlink_to(folder)
+    monkeypatch.setattr(Imagenette224Data, "manifest_path", manifest)
+    monkeypatch.setattr(Imagenette224Data, "val_size", 6)
+    monkeypatch.setenv("MILESTONES_CACHE", str(tmp_path / "cache"))
+    result, path = run_benchmark("alexnet", quick(task="imagenette-224re", data_dir=str(data_dir)))
+    assert result.status == "ok" and path.exists()
+    metrics = result.seeds[0].metrics
+    assert set(metrics) >= {"error", "top5_error"} and 0 <= metrics["top5_error"] <= metrics["error"] <= 100
+    assert result.dataset == {"imagenette2-224/manifest": "sha256:" + __import__("hashlib").sha256(
+        manifest.read_bytes()).hexdigest()}  # fmt: skip
+
+
+def test_the_real_imagenette_224_copy_matches_the_committed_manifest():
+    root = Path(os.environ.get("MILESTONES_DATA", "/nonexistent")) / "imagenette2-224"
+    if not root.is_dir():
+        pytest.skip("real-data test: MILESTONES_DATA holds no imagenette2-224 (CI uses ../shared/data)")
+    records = read_manifest(Imagenette224Data.manifest_path)
+    assert len(records) == 13_394 and sum(r.split == "val" for r in records) == 3_925
+    verify(records, root)
+    assert get_task("imagenette-224re").min_seeds == 3
