@@ -51,6 +51,17 @@ def test_missing_data_offline_is_one_clear_error(capsys, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_bench_alexnet_with_no_data_and_no_network_says_what_to_download_and_where(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "bench", "alexnet", "--data-dir", str(tmp_path), "--offline", "--wandb", "off",
+                           "--results-dir", str(tmp_path / "results"))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert f"{tmp_path}/imagenette2-224 not found" in err and "--task imagenette-320" in err and "--data-dir" in err
+    code, _, err = run_cli(capsys, "bench", "alexnet", "--task", "imagenette-320", "--data-dir", str(tmp_path),
+                           "--offline", "--wandb", "off")  # fmt: skip
+    assert code == 2 and "imagenette2-320.tgz is missing and downloading is off" in err
+    assert not (tmp_path / "results").exists()
+
+
 def test_malformed_result_file_stops_the_leaderboard(capsys, tmp_path):
     bad = tmp_path / "results" / "mnist" / "lenet5" / "x.json"
     bad.parent.mkdir(parents=True)

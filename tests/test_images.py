@@ -198,3 +198,42 @@ def test_the_real_imagenette_224_copy_matches_the_committed_manifest():
     assert len(records) == 13_394 and sum(r.split == "val" for r in records) == 3_925
     verify(records, root)
     assert get_task("imagenette-224re").min_seeds == 3
+
+
+def test_imagenet_subset_hashes_its_classes_into_a_manifest_and_names_a_missing_class(tmp_path, monkeypatch):
+    from benchmarks.tasks.imagenet import ImageNetSubsetData
+
+    make_folder(tmp_path / "data" / "imagenet", {"train": 4, "val": 2})
+    class_list = tmp_path / "three.txt"
+    class_list.write_text("n01\nn03\n")
+    monkeypatch.setattr(ImageNetSubsetData, "class_list", class_list)
+    data = ImageNetSubsetData(tmp_path / "data", 8, download=False, cache_dir=tmp_path / "cache")
+    records = data.records()
+    assert {r.label for r in records} == {"n01", "n03"} and len(records) == 12
+    identity = data.identity()
+    assert identity["manifest"] == "sha256:" + data.manifest_sha256() and "classlists/three.txt" in identity
+    class_list.write_text("n01\nn07\n")  # a new list is a new manifest, and n07 is not there
+    with pytest.raises(DataError, match="n07 named by the class list are absent"):
+        ImageNetSubsetData(tmp_path / "data", 8, cache_dir=tmp_path / "cache").records()
+    with pytest.raises(DataError, match="image-net.org"):
+        ImageNetSubsetData(tmp_path / "nothing", 8, cache_dir=tmp_path / "cache").prepare_data()
+
+
+def test_tiny_imagenet_layout_is_sorted_by_its_annotations(tmp_path):
+    from benchmarks.tasks.imagenet import sort_tiny_imagenet
+
+    source = tmp_path / "tiny-imagenet-200"
+    (source / "val" / "images").mkdir(parents=True)
+    (source / "wnids.txt").write_text("n01\nn02\n")
+    for wnid in ("n01", "n02"):
+        (source / "train" / wnid / "images").mkdir(parents=True)
+        Image.new("RGB", (64, 64)).save(source / "train" / wnid / "images" / f"{wnid}_0.JPEG")
+    for i in range(2):
+        Image.new("RGB", (64, 64)).save(source / "val" / "images" / f"val_{i}.JPEG")
+    (source / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn02\t0\t0\t63\t63\nval_1.JPEG\tn01\t0\n")
+    sort_tiny_imagenet(source, tmp_path / "sorted")
+    assert (tmp_path / "sorted" / "val" / "n02" / "val_0.JPEG").exists()
+    assert (tmp_path / "sorted" / "train" / "n01" / "n01_0.JPEG").exists()
+    (source / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn09\n")
+    with pytest.raises(DataError, match="val_annotations.txt:1"):
+        sort_tiny_imagenet(source, tmp_path / "sorted2")
