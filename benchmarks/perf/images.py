@@ -53,15 +53,8 @@ class FolderData(ImageSetData):
         if not self._manifest.exists():
             write_manifest(scan_folder(self._root, ("train", "val")), self._manifest)
 
-    def records(self):
-        from benchmarks.tasks.manifest import read_manifest
-
-        return read_manifest(self._manifest)
-
-    def manifest_sha256(self) -> str:
-        from benchmarks.tasks.manifest import sha256_file
-
-        return sha256_file(self._manifest)
+    def manifest_file(self) -> Path:
+        return self._manifest
 
     def identity(self) -> dict[str, str]:
         return {}

@@ -26,7 +26,7 @@ from benchmarks.tasks.base import Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 from benchmarks.tasks.imagenette import PROTOCOL, TOP1_ERROR
 from benchmarks.tasks.imageset import ImageSetData
-from benchmarks.tasks.manifest import read_manifest, scan_folder, sha256_file, write_manifest
+from benchmarks.tasks.manifest import scan_folder, sha256_file, write_manifest
 
 CLASS_LISTS = Path(__file__).parent / "classlists"
 
@@ -60,12 +60,6 @@ class ImageNetSubsetData(ImageSetData):
             print(f"hashing the ILSVRC-2012 images of {len(self.classes())} classes into {path} (once)", flush=True)
             write_manifest(scan_folder(self.root(), ("train", "val"), self.classes()), path)
         return path
-
-    def records(self):
-        return read_manifest(self.manifest_file())
-
-    def manifest_sha256(self) -> str:
-        return sha256_file(self.manifest_file())
 
     def identity(self) -> dict[str, str | None]:
         """The class list is fixed; the manifest's checksum is known once the images were hashed (None before)."""
@@ -114,12 +108,6 @@ class TinyImageNetData(ImageSetData):
         if not path.exists():
             write_manifest(scan_folder(self.root(), ("train", "val")), path)
         return path
-
-    def records(self):
-        return read_manifest(self.manifest_file())
-
-    def manifest_sha256(self) -> str:
-        return sha256_file(self.manifest_file())
 
     def identity(self) -> dict[str, str]:
         return {TINY.relpath: f"md5:{TINY.md5}"}

@@ -23,7 +23,7 @@ from torchvision.datasets import Imagenette
 from benchmarks.tasks.base import Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 from benchmarks.tasks.imageset import ImageSetData
-from benchmarks.tasks.manifest import read_manifest, scan_folder, sha256_file, write_manifest
+from benchmarks.tasks.manifest import scan_folder, write_manifest
 
 MANIFESTS = Path(__file__).parent / "manifests"
 OFFICIAL = "https://github.com/fastai/imagenette"
@@ -52,11 +52,8 @@ class Imagenette224Data(ImageSetData):
                 f"archives instead: --task imagenette-320 (downloads imagenette2-320.tgz, 326 MB, from {OFFICIAL})."
             )
 
-    def records(self):
-        return read_manifest(self.manifest_path)
-
-    def manifest_sha256(self) -> str:
-        return sha256_file(self.manifest_path)
+    def manifest_file(self) -> Path:
+        return self.manifest_path
 
     def identity(self) -> dict[str, str]:
         return {"imagenette2-224/manifest": "sha256:" + self.manifest_sha256()}
@@ -96,12 +93,6 @@ class ImagenetteData(ImageSetData):
         if not path.exists():  # the archive's md5 was checked: its listing is the manifest, built once
             write_manifest(scan_folder(self.root(), ("train", "val"), sorted(CLASSES)), path)
         return path
-
-    def records(self):
-        return read_manifest(self.manifest_file())
-
-    def manifest_sha256(self) -> str:
-        return sha256_file(self.manifest_file())
 
     def identity(self) -> dict[str, str]:
         return {self.archive.relpath: f"md5:{self.archive.md5}"}

@@ -24,7 +24,7 @@ from benchmarks.tasks.imagecache import (
     open_split,
     pca_lighting_basis,
 )
-from benchmarks.tasks.manifest import ImageRecord, verify
+from benchmarks.tasks.manifest import ImageRecord, read_manifest, sha256_file, verify
 
 
 class ImageSetData(L.LightningDataModule):
@@ -55,16 +55,21 @@ class ImageSetData(L.LightningDataModule):
         """Make ``root()`` exist: find it in the data folder, or download it when allowed; else a DataError."""
         raise NotImplementedError
 
-    def records(self) -> list[ImageRecord]:
-        raise NotImplementedError
-
-    def manifest_sha256(self) -> str:
+    def manifest_file(self) -> Path:
+        """The gzip'd CSV manifest (``manifest.py``) of the set's files: committed, or built once from the files."""
         raise NotImplementedError
 
     def identity(self) -> dict[str, str]:
+        """What a result records as the data it used, e.g. {"imagenette2-320.tgz": "md5:..."}."""
         raise NotImplementedError
 
     # --- shared machinery ---------------------------------------------------------------------------------------
+    def records(self) -> list[ImageRecord]:
+        return read_manifest(self.manifest_file())
+
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.manifest_file())
+
     @property
     def spec(self) -> CacheSpec:
         return CacheSpec(self.storage_size)
