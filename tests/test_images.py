@@ -237,3 +237,34 @@ def test_tiny_imagenet_layout_is_sorted_by_its_annotations(tmp_path):
     (source / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn09\n")
     with pytest.raises(DataError, match="val_annotations.txt:1"):
         sort_tiny_imagenet(source, tmp_path / "sorted2")
+
+
+def test_perf_scripts_run_on_a_tiny_folder(folder, tmp_path, monkeypatch):
+    """`make perf-images` and the step timer, shrunk: both pipelines feed the model; the figures are written."""
+    from benchmarks.perf import images, train_step
+
+    monkeypatch.setenv("MILESTONES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(images.FolderData, "val_size", 3)
+    report = images.main(
+        [
+            "--entry",
+            "alexnet-owt",
+            "--images",
+            str(folder),
+            "--rounds",
+            "1",
+            "--batches",
+            "1",
+            "--warmup",
+            "0",
+            "--workers",
+            "0",
+            "--batch-size",
+            "4",
+            "--json",
+            str(tmp_path / "p.json"),
+        ]
+    )
+    assert report["train_ratio_a_over_b"] > 0 and (tmp_path / "p.json").exists()
+    speeds = train_step.main(["--entry", "lenet5-modern", "--task", "digits", "--batch-size", "8", "--steps", "1"])
+    assert speeds["images_per_s"]["lenet5-modern 32-true"] > 0

@@ -110,15 +110,18 @@ def open_split(folder: Path, split: str, expected: int) -> np.ndarray:
     return array
 
 
-def pca_lighting_basis(images: np.ndarray, stride: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def pca_lighting_basis(images: np.ndarray, indices: np.ndarray, stride: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvectors (3, 3) and √eigenvalues (3,) of the RGB covariance of the training pixels, [0, 1] scale (§4.1).
 
-    Every ``stride``-th row and column of every image is used. Following the common implementations of §4.1
-    (fb.resnet.torch, Caffe's), the noise is scaled by √λ, the standard deviation along each principal axis.
+    Every ``stride``-th row and column of the images ``indices`` (the training split) is used, 512 images at a time.
+    Following the common implementations of §4.1 (fb.resnet.torch, Caffe's), the noise is scaled by √λ, the standard
+    deviation along each principal axis.
     """
     total, outer, count = np.zeros(3), np.zeros((3, 3)), 0
-    for start in range(0, len(images), 512):
-        pixels = images[start : start + 512, :, ::stride, ::stride].transpose(1, 0, 2, 3).reshape(3, -1) / 255.0
+    indices = np.sort(indices)
+    for start in range(0, len(indices), 512):
+        chunk = images[indices[start : start + 512]][:, :, ::stride, ::stride]
+        pixels = chunk.transpose(1, 0, 2, 3).reshape(3, -1) / 255.0
         total += pixels.sum(1)
         outer += pixels @ pixels.T
         count += pixels.shape[1]

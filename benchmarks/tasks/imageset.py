@@ -102,7 +102,7 @@ class ImageSetData(L.LightningDataModule):
                                    generator=torch.Generator().manual_seed(self.split_seed))  # fmt: skip
             self.val_indices, self.train_indices = order[: self.val_size].sort().values, order[self.val_size :]
             train_store = stores[self.train_split][0]
-            self.lighting = pca_lighting_basis(train_store[np.sort(self.train_indices.numpy())])
+            self.lighting = pca_lighting_basis(train_store, self.train_indices.numpy())
             self.stores = stores
         if device.type == "cuda":  # the whole uint8 set lives on the GPU: batches never cross the bus
             self.stores = {split: (torch.as_tensor(np.asarray(x)).to(device), y.to(device))

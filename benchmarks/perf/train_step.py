@@ -1,0 +1,81 @@
+"""Images/s of an entry's training step alone (forward, backward, SGD) on a random batch: the model's own speed.
+
+Separates the model from the data pipeline: what ``perf-images`` can at best reach. Reports the median over
+``--steps`` timed steps after ``--warmup`` untimed ones, per precision, for each ``--entry``.
+
+Run: python -m benchmarks.perf.train_step --entry alexnet --entry alexnet-owt --precision 32-true
+     (compare GLIBC_TUNABLES= python -m ... with the Makefile's setting to see what keeping freed memory buys)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.environment import environment, hardware_label
+from benchmarks.registry import get_entry
+
+
+def step_speed(entry_name: str, task_name: str | None, precision: str, batch: int, steps: int, warmup: int,
+               device: torch.device) -> float:  # fmt: skip
+    entry = get_entry(entry_name)
+    task = entry.task(task_name)
+    torch.manual_seed(0)
+    model = entry.build_model(task).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    x = torch.rand(batch, *task.model_inputs["input_shape"], device=device)
+    y = torch.randint(0, task.model_inputs["num_classes"], (batch,), device=device)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        started = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+    return batch / statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entry", action="append", required=True)
+    parser.add_argument("--task", help="default: each entry's first task")
+    parser.add_argument("--precision", action="append", help="default: 32-true on CPU, bf16-mixed on GPU")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precisions = args.precision or (["bf16-mixed"] if device.type == "cuda" else ["32-true"])
+    env = environment("gpu" if device.type == "cuda" else "cpu")
+    report = {"hardware": hardware_label(env), "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+              "batch_size": args.batch_size, "steps": args.steps, "images_per_s": {}}  # fmt: skip
+    for name in args.entry:
+        for precision in precisions:
+            speed = step_speed(name, args.task, precision, args.batch_size, args.steps, args.warmup, device)
+            report["images_per_s"][f"{name} {precision}"] = speed
+            print(f"{name} {precision}: {speed:.1f} images/s ({report['hardware']}, batch {args.batch_size}, "
+                  f"GLIBC_TUNABLES={report['glibc_tunables']})", flush=True)  # fmt: skip
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
