@@ -268,3 +268,35 @@ def test_perf_scripts_run_on_a_tiny_folder(folder, tmp_path, monkeypatch):
     assert report["train_ratio_a_over_b"] > 0 and (tmp_path / "p.json").exists()
     speeds = train_step.main(["--entry", "lenet5-modern", "--task", "digits", "--batch-size", "8", "--steps", "1"])
     assert speeds["images_per_s"]["lenet5-modern 32-true"] > 0
+
+
+def test_official_imagenette_archive_in_the_data_folder_is_checked_extracted_and_cached(tmp_path, monkeypatch):
+    import tarfile
+
+    from torchvision.datasets import Imagenette
+
+    from benchmarks.tasks.files import md5sum
+    from benchmarks.tasks.imagenette import CLASSES
+
+    source = tmp_path / "src" / "imagenette2-320"
+    for split in ("train", "val"):
+        for wnid in CLASSES:
+            (source / split / wnid).mkdir(parents=True)
+            Image.new("RGB", (48, 32), color=(len(wnid), 0, 0)).save(source / split / wnid / "a.JPEG")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with tarfile.open(data_dir / "imagenette2-320.tgz", "w:gz") as tar:
+        tar.add(source, arcname="imagenette2-320")
+    md5 = md5sum(data_dir / "imagenette2-320.tgz")
+    monkeypatch.setitem(Imagenette._ARCHIVES, "320px", ("https://example.invalid/imagenette2-320.tgz", md5))
+    monkeypatch.setattr(ImagenetteData, "val_size", 2)
+    data = ImagenetteData(data_dir, 4, download=False, cache_dir=tmp_path / "cache")
+    data.prepare_data()
+    data.setup()
+    assert len(data.records()) == 20 and data.identity() == {"imagenette2-320.tgz": f"md5:{md5}"}
+    x, y = next(iter(data.train_dataloader()))
+    assert x.shape == (4, 3, 224, 224) and y.shape == (4,)
+    (data_dir / "imagenette2-320.tgz").write_bytes(b"truncated")
+    fresh = ImagenetteData(data_dir, 4, download=False, cache_dir=tmp_path / "cache2")
+    with pytest.raises(DataError, match="imagenette2-320.tgz: md5 is .*expected"):
+        fresh.prepare_data()
