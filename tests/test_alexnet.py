@@ -58,3 +58,15 @@ def test_the_open_variant_is_torchvisions_alexnet():
     theirs = [tuple(p.shape) for p in torchvision.models.alexnet(num_classes=10).parameters()]
     assert ours == theirs
     assert not any(isinstance(m, LocalResponseNorm) for m in AlexNetOWT(num_classes=10).modules())
+
+
+def test_swapping_in_torchs_lrn_keeps_the_function():
+    from benchmarks.perf.train_step import swap_lrn
+
+    model = AlexNet(num_classes=10).eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(x)
+        swap_lrn(model)
+        assert sum(isinstance(m, torch.nn.LocalResponseNorm) for m in model.modules()) == 2
+        assert torch.allclose(model(x), ours, atol=1e-5)

@@ -4,7 +4,8 @@ Separates the model from the data pipeline: what ``perf-images`` can at best rea
 ``--steps`` timed steps after ``--warmup`` untimed ones, per precision, for each ``--entry``.
 
 Run: python -m benchmarks.perf.train_step --entry alexnet --entry alexnet-owt --precision 32-true
-     (compare GLIBC_TUNABLES= python -m ... with the Makefile's setting to see what keeping freed memory buys)
+     (compare GLIBC_TUNABLES= python -m ... with the Makefile's setting to see what keeping freed memory buys;
+     --torch-lrn swaps AlexNet's own LRN for torch.nn.LocalResponseNorm with the same formula, to time both)
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from benchmarks.registry import get_entry
 
 
 def step_speed(entry_name: str, task_name: str | None, precision: str, batch: int, steps: int, warmup: int,
-               device: torch.device) -> float:  # fmt: skip
+               device: torch.device, torch_lrn: bool = False) -> float:  # fmt: skip
     entry = get_entry(entry_name)
     task = entry.task(task_name)
     torch.manual_seed(0)
     model = entry.build_model(task).to(device).train()
+    if torch_lrn:
+        swap_lrn(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     x = torch.rand(batch, *task.model_inputs["input_shape"], device=device)
     y = torch.randint(0, task.model_inputs["num_classes"], (batch,), device=device)
@@ -50,6 +53,17 @@ def step_speed(entry_name: str, task_name: str | None, precision: str, batch: in
     return batch / statistics.median(times)
 
 
+def swap_lrn(model: torch.nn.Module) -> None:
+    """Replace every ``lightning_modules.alexnet.LocalResponseNorm`` by PyTorch's (whose α is divided by n)."""
+    from lightning_modules.alexnet import LocalResponseNorm
+
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, LocalResponseNorm):
+                replacement = torch.nn.LocalResponseNorm(child.size, child.alpha * child.size, child.beta, child.k)
+                setattr(module, name, replacement)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entry", action="append", required=True)
@@ -58,16 +72,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--torch-lrn", action="store_true", help="time torch.nn.LocalResponseNorm instead")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precisions = args.precision or (["bf16-mixed"] if device.type == "cuda" else ["32-true"])
     env = environment("gpu" if device.type == "cuda" else "cpu")
     report = {"hardware": hardware_label(env), "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
-              "batch_size": args.batch_size, "steps": args.steps, "images_per_s": {}}  # fmt: skip
+              "batch_size": args.batch_size, "steps": args.steps, "torch_lrn": args.torch_lrn,
+              "images_per_s": {}}  # fmt: skip
     for name in args.entry:
         for precision in precisions:
-            speed = step_speed(name, args.task, precision, args.batch_size, args.steps, args.warmup, device)
+            speed = step_speed(name, args.task, precision, args.batch_size, args.steps, args.warmup, device,
+                               args.torch_lrn)  # fmt: skip
             report["images_per_s"][f"{name} {precision}"] = speed
             print(f"{name} {precision}: {speed:.1f} images/s ({report['hardware']}, batch {args.batch_size}, "
                   f"GLIBC_TUNABLES={report['glibc_tunables']})", flush=True)  # fmt: skip
