@@ -17,7 +17,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup demo test lint leaderboard leaderboard-check validate verify compare perf perf-images gpu-check list clean
+.PHONY: help setup demo test lint leaderboard leaderboard-check validate verify compare perf perf-images feature-nets gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -68,6 +68,9 @@ perf: setup ## epoch time of LeNet-5 on MNIST: plain PyTorch loop vs harness vs 
 
 perf-images: setup ## training img/s of AlexNet: cached uint8 tensor pipeline vs ImageFolder + PIL + DataLoader
 	$(BIN)/python -m benchmarks.perf.images $(ARGS)
+
+feature-nets: setup ## retrain the committed classifiers that score generated images (changes every Fréchet distance)
+	$(MILESTONES) feature-net mnist && $(MILESTONES) feature-net fashion-mnist
 
 gpu-check: setup ## on a GPU: every entry briefly in bf16-mixed and 16-mixed, then the full lenet5-modern run
 	$(BIN)/python -m benchmarks.gpu_check $(ARGS)

@@ -73,8 +73,9 @@ class BenchmarkMeter(L.Callback):
         if value is None:
             return
         value = float(value)
-        self.history.append({"epoch": trainer.current_epoch, self.val_key: value, "train_seconds": self.train_seconds})
-        if self.time_to_target is None and self.reached(value):
+        finite = value if math.isfinite(value) else None  # JSON has no NaN: recorded as null
+        self.history.append({"epoch": trainer.current_epoch, self.val_key: finite, "train_seconds": self.train_seconds})
+        if self.time_to_target is None and finite is not None and self.reached(value):
             self.time_to_target, self.epoch_to_target = self.train_seconds, trainer.current_epoch
 
     def on_train_end(self, trainer, pl_module):

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="with entry names: only results on this task")
     p.add_argument("--wandb", action="store_true", help="also fetch each seed's W&B run (needs W&B online)")
 
+    p = sub.add_parser("feature-net", help="train and export the fixed classifier that scores generated images")
+    p.add_argument("task", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
+    p.add_argument("--output-dir", help="where the classifier's run goes (default: $MILESTONES_OUTPUT or runs/)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the committed nets)")
+
     p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
     add_run_options(p)
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: 0 only, to stay about a minute)")
@@ -210,6 +216,12 @@ def cmd_compare(args) -> None:
     print(compare(args.targets, task=args.task, use_wandb=args.wandb))
 
 
+def cmd_feature_net(args) -> None:
+    from benchmarks.featurenet import export_feature_net
+
+    export_feature_net(args.task, data_dir=args.data_dir, output_dir=args.output_dir, threads=args.threads)
+
+
 def cmd_demo(args) -> None:
     from benchmarks.demo import run_demo
 
@@ -222,14 +234,16 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.harness import BenchError
     from benchmarks.registry import ConfigError
     from benchmarks.results import ResultError
+    from benchmarks.sample_metrics import FeatureNetError
     from benchmarks.tasks import UnknownNameError
     from benchmarks.tasks.files import DataError
 
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
-                "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo}  # fmt: skip
+                "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo,
+                "feature-net": cmd_feature_net}  # fmt: skip
     try:
         handlers[args.command](args)
-    except (UnknownNameError, BenchError, ConfigError, ResultError, DataError) as error:
+    except (UnknownNameError, BenchError, ConfigError, ResultError, DataError, FeatureNetError) as error:
         print(f"milestones: error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import resource
 import shutil
@@ -32,7 +33,7 @@ from benchmarks import paths
 from benchmarks.callbacks import BenchmarkMeter, NonFiniteLossError, PlainProgress, RNGStateCheckpoint
 from benchmarks.environment import code_identity, environment, hardware_label
 from benchmarks.registry import Entry, config_hash, get_entry
-from benchmarks.results import Result, SeedResult, aggregate, write_atomic, write_result
+from benchmarks.results import ARTIFACTS, Result, SeedResult, aggregate, artifact_path, write_atomic, write_result
 
 PRECISIONS = typing.get_args(_PRECISION_INPUT_STR)
 
@@ -218,7 +219,17 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         if results_dir is None:
             results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
         path = write_result(result, results_dir)
+        copy_artifacts(result, path)
     return result, path
+
+
+def copy_artifacts(result: Result, path: Path) -> None:
+    """Each seed's ``artifacts/`` files (e.g. a sample grid) go beside the result: ``<result stem>/seed-<k>/``."""
+    for seed in result.seeds:
+        for name in seed.artifacts:
+            target = artifact_path(path, seed.seed, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(seed.log_dir) / ARTIFACTS / name, target)
 
 
 def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
@@ -251,7 +262,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     )
     # every epoch, for --resume (a monitored ModelCheckpoint's save_last only saves when the best improves)
     latest = ModelCheckpoint(dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1)
-    callbacks = [meter, RNGStateCheckpoint(), checkpoint, latest, *opts.callbacks]
+    callbacks = [meter, RNGStateCheckpoint(), checkpoint, latest, *task.callbacks(), *opts.callbacks]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
         callbacks.append(RichProgressBar())
@@ -290,6 +301,14 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     if status == "ok":
         best = checkpoint.best_model_path or None
         metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+        value = metrics.get(task.metric.name, math.nan)
+        if not task.metric.valid(value):  # e.g. a generator that collapsed to NaN images
+            status, failure = (
+                "failed",
+                f"test {task.metric.name} is {value}, outside [{task.metric.low}, {task.metric.high}]",
+            )
+            print(f"seed {seed}: FAILED, {failure}", flush=True)
+            metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     meter.load_state_dict(measured)
     selected = best_epoch(meter.history, task) if status == "ok" else None
     seed_result = SeedResult(
@@ -308,6 +327,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         val_history=meter.history,
         wandb_run=finish_wandb(wandb_logger, metrics),
         log_dir=str(seed_dir),
+        artifacts=sorted(p.name for p in (seed_dir / ARTIFACTS).glob("*") if p.is_file()),
     )
     if trainer.global_rank == 0:
         write_atomic(seed_result.model_dump_json(indent=2), record, overwrite=True)
@@ -320,6 +340,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
 def best_epoch(history: list[dict], task) -> int | None:
     best = None
     for row in history:
+        if row[task.val_key] is None:
+            continue
         if best is None or task.metric.better(row[task.val_key], best[task.val_key]):
             best = row
     return int(best["epoch"]) if best else None

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from benchmarks import paths
 from benchmarks.environment import hardware_label
-from benchmarks.results import Result, find_results, read_result, write_atomic
+from benchmarks.results import Result, artifact_path, find_results, read_result, write_atomic
 from benchmarks.stats import median_range, welch_p_better
 from benchmarks.tasks import all_tasks
 
 README_TASK = "mnist"  # the table copied into the project's README
 MARK_BEGIN, MARK_END = "<!-- leaderboard:mnist:begin -->", "<!-- leaderboard:mnist:end -->"
 CSV_COLUMNS = [
-    "task", "entry", "year", "division", "metric", "direction", "paper_value", "paper_task", "budget", "mean", "std",
-    "n", "ci95_low", "ci95_high", "provisional", "p_better_than_next", "time_to_target_s", "time_to_target_min_s",
-    "time_to_target_max_s", "reached", "also", "samples_per_s", "hardware", "precision",
+    "task", "entry", "year", "division", "metric", "direction", "paper_value", "paper_task", "paper_metric", "budget",
+    "mean", "std", "n", "ci95_low", "ci95_high", "provisional", "p_better_than_next", "time_to_target_s",
+    "time_to_target_min_s", "time_to_target_max_s", "reached", "also", "samples_per_s", "hardware", "precision",
     "peak_memory_mb", "config_hash", "git_commit", "date", "file",
 ]  # fmt: skip
 
@@ -58,6 +58,10 @@ def _row(path: Path, result: Result) -> dict:
         "paper_value": reported.get("value") if shown else None,
         "paper_task": reported.get("task") if shown and reported.get("task") != result.task else None,
         "paper_source": reported.get("source") if shown else None,
+        "paper_metric": reported.get("metric")
+        if shown and reported.get("metric") not in (None, result.metric)
+        else None,
+        "samples": samples_link(path, result),
         "budget": f"{config['trainer']['max_epochs']} epochs",
         "also": also_metrics(result, tasks.get(result.task)),
         "mean": agg.mean if agg else None,
@@ -98,6 +102,24 @@ def also_metrics(result: Result, task) -> str:
     return "; ".join(parts)
 
 
+def samples_link(path: Path, result: Result) -> str | None:
+    """The first ok seed's sample grid, relative to leaderboards/ (where the README is), if the result has one."""
+    for seed in result.seeds:
+        if seed.status == "ok" and "samples.png" in seed.artifacts:
+            return _relative(artifact_path(path, seed.seed, "samples.png"))
+    return None
+
+
+def references(rows: list[dict], results: list[tuple[Path, Result]], task) -> str:
+    """'fd_real 0.41, is_real 9.81': the task's measures of real data, as recorded by its newest ranked result."""
+    if task is None or not task.reference_metrics:
+        return ""
+    files = {r["file"] for r in rows}
+    newest = max((res for path, res in results if _relative(path) in files), key=lambda res: res.created)
+    seed = next(s for s in newest.seeds if s.status == "ok")
+    return ", ".join(f"{name} {seed.metrics[name]:.4g}" for name in task.reference_metrics if name in seed.metrics)
+
+
 def collect(results: list[tuple[Path, Result]]) -> tuple[dict[str, list[dict]], list[dict]]:
     """Ranked rows per task (best mean first) and the failed runs; smoke runs are dropped."""
     ranked, failed = defaultdict(list), []
@@ -125,6 +147,8 @@ def task_table(task_name: str, rows: list[dict]) -> str:
     header = ["#", "entry", "year", "division", f"paper {metric}", f"reproduced {metric} mean ± std (n)", "95 % CI"]
     header += ["also measured"] * also + ["budget", "p vs next", "time-to-target median [range] (reached)"]
     header += ["throughput", "hardware", "precision", "date"]
+    samples = any(r.get("samples") for r in rows)
+    header += ["samples"] * samples
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, r in enumerate(rows, 1):
         provisional = " *provisional*" if r["provisional"] else ""
@@ -136,12 +160,15 @@ def task_table(task_name: str, rows: list[dict]) -> str:
         )
         p_value = _fmt(r["p_better_than_next"], ".2g") if rank < len(rows) else ""
         paper = _fmt(r["paper_value"], "g") + (f" ({r['paper_task']}†)" if r["paper_task"] else "")
+        paper += f" ({r['paper_metric']}‡)" if r.get("paper_metric") else ""
+        grid = f' <img src="{r["samples"]}" width="140"> |' if r.get("samples") else " |"
         extra = (f"{r['also']} | " if also else "") + f"{r['budget']} | "
         lines.append(
             f"| {rank} | {r['entry']} | {r['year']} | {r['division']} | {paper} | "
             f"{_fmt(r['mean'])} ± {_fmt(r['std'])} ({r['n']}){provisional} | "
             f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}] | {extra}{p_value} | {ttt} | "
             f"{_fmt(r['samples_per_s'], ',.0f')}/s | {r['hardware']} | {r['precision']} | {r['date']} |"
+            + (grid if samples else "")
         )
     sources = sorted({f"{r['entry']}: {r['paper_source']}" for r in rows if r["paper_source"]})
     if sources:
@@ -151,6 +178,11 @@ def task_table(task_name: str, rows: list[dict]) -> str:
         lines.append("")
         lines.append(
             "† measured on another task than this table's (e.g. full 1000-class ImageNet): a scale, not a target."
+        )
+    if any(r.get("paper_metric") for r in rows):
+        lines.append("")
+        lines.append(
+            "‡ the paper's number is on another measure than the ranked one (its mean is under *also measured*)."
         )
     return "\n".join(lines)
 
@@ -182,6 +214,12 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
                 f"{task.description}. Metric: test {m.name} {m.unit} ({better} is better). Protocol: "
                 f"{task.protocol}. Target (validation): {task.target:g}. Minimum seeds: {task.min_seeds}."
             )
+            real = references(rows, results, task)
+            if real:
+                out.append("")
+                out.append(
+                    f"Real data on the same measures (training vs test images, the scale to read rows by): {real}."
+                )
             out.append("")
             out.append(f"![{name}](plots/{name}.png)")
             out.append("")
@@ -240,7 +278,8 @@ def plot_task(name: str, rows: list[dict], path: Path) -> None:
                    label="paper / reference")  # fmt: skip
     if min(means) > 0 and max(means) / min(means) > 10:  # errors from 0.8 % to 12 %: a log axis shows both ends
         ax.set_xscale("log")
-    ax.set_xlabel(f"test {rows[0]['metric']} (%)")
+    unit = getattr(all_tasks().get(name), "metric", None)
+    ax.set_xlabel(f"test {rows[0]['metric']}" + (f" ({unit.unit})" if unit and unit.unit else ""))
     ax.set_title(f"{name}: reproduced vs paper")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()

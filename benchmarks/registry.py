@@ -45,6 +45,7 @@ class Reported(Strict):
     task: str
     value: float
     source: str
+    metric: str | None = None  # when the paper used another measure than the task's (e.g. Parzen log-likelihood)
 
 
 class Recipe(Strict):
@@ -121,6 +122,8 @@ class Entry:
     def resolved_config(self, task: Task, max_epochs: int | None = None) -> dict[str, Any]:
         """Everything that defines the recipe on ``task`` (not the seeds, precision or hardware), defaults filled in."""
         config = self.config.model_dump(mode="json")
+        if config["reported"] and config["reported"]["metric"] is None:
+            del config["reported"]["metric"]  # added later: configs without it keep their hash
         config["task"] = task.name
         config["model"]["init_args"] = json.loads(json.dumps(self.model_args(task), default=list))
         if max_epochs is not None:

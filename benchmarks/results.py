@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import stats
 
 SCHEMA_VERSION = 1
+ARTIFACTS = "artifacts"  # a seed's run folder keeps the files to publish with its result under this name
 
 
 class Strict(BaseModel):
@@ -37,9 +38,10 @@ class SeedResult(Strict):
     wall_time_s: float
     samples_per_s: float | None = None
     epochs: int
-    val_history: list[dict[str, float]] = []
+    val_history: list[dict[str, float | None]] = []  # None: a validation metric that was not finite (NaN samples)
     wandb_run: str | None = None
     log_dir: str | None = None
+    artifacts: list[str] = []  # files saved with the result (e.g. samples.png): see ``artifact_path``
 
 
 class Aggregate(Strict):
@@ -143,6 +145,11 @@ def read_result(path: Path) -> Result:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ResultError(f"{path}: field '{field}': {first['msg']}") from None
+
+
+def artifact_path(result_path: Path, seed: int, name: str) -> Path:
+    """Where a seed's artifact lives beside its result file: ``<task>/<entry>/<result stem>/seed-<k>/<name>``."""
+    return Path(result_path).with_suffix("") / f"seed-{seed}" / name
 
 
 def find_results(results_dir: Path) -> list[Path]:

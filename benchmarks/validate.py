@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks import leaderboard, paths, provenance
 from benchmarks.registry import ConfigError, config_diff, config_hash, get_entry
-from benchmarks.results import Result, ResultError, aggregate, find_results, read_result
+from benchmarks.results import Result, ResultError, aggregate, artifact_path, find_results, read_result
 from benchmarks.tasks import UnknownNameError, get_task
 
 REL_TOL = 1e-9  # re-derived statistics must agree to rounding
@@ -152,6 +152,15 @@ def check_dataset(result: Result, task) -> list[str]:
     return problems
 
 
+def check_artifacts(result: Result, path: Path) -> list[str]:
+    return [
+        f"seeds[{i}].artifacts: {artifact_path(path, seed.seed, name)} is missing (commit it with the result)"
+        for i, seed in enumerate(result.seeds)
+        for name in seed.artifacts
+        if not artifact_path(path, seed.seed, name).exists()
+    ]
+
+
 def check_code(result: Result) -> tuple[list[str], list[str]]:
     """(problems, notes)."""
     commit, dirty = result.code.get("git_commit"), result.code.get("git_dirty")
@@ -193,6 +202,7 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
             problems += check_seeds(result, None, task) + check_metrics(result, task)
         except UnknownNameError:
             pass
+    problems += check_artifacts(result, path)
     code_problems, notes = check_code(result)
     problems += code_problems
     return [f"{path}: {p}" for p in problems], [f"{path}: {n}" for n in notes]

@@ -46,3 +46,28 @@ def one_hot(labels: torch.Tensor, num_classes: int, low: float = 0.0, high: floa
     """Targets for squared-error and error-correction rules: ``high`` for the true class, ``low`` elsewhere."""
     targets = torch.full((len(labels), num_classes), low, device=labels.device)
     return targets.scatter_(1, labels.long().unsqueeze(1), high)
+
+
+class ImageGenerator(L.LightningModule):
+    """What every generative milestone shares: noise in, images out, in [0, 1] and shaped like the data.
+
+    Sample-based metrics (Parzen likelihood, Fréchet distance) belong to the task, not the model: the task draws
+    ``noise`` with its own generator, calls ``generate`` and scores the images. ``discriminate`` (the probability that
+    an image is real) is what the model logs on held-out real images, as ``val/d_real``.
+    """
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generate(z)
+
+    def validation_step(self, batch, batch_idx):
+        images, _ = batch
+        self.log("val/d_real", self.discriminate(images).mean())  # D's mean belief that held-out real images are real

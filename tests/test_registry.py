@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
 import pytest
 import torch
 
 from benchmarks.harness import run_benchmark
 from benchmarks.registry import ConfigError, all_entries, config_hash, get_entry, load_entry
 from benchmarks.tasks import UnknownNameError, all_tasks, get_task
+from lightning_modules.base import ImageGenerator
 
 ENTRIES = sorted(all_entries())
 ENTRY_TASKS = [(name, task) for name in ENTRIES for task in all_entries()[name].config.tasks]
@@ -49,6 +51,9 @@ def test_forward_backward_tiny_batch(name, task_name):
     entry, task = get_entry(name), get_task(task_name)
     torch.manual_seed(0)
     model = entry.build_model(task)
+    if isinstance(model, ImageGenerator):
+        generator_steps(model, task)
+        return
     shape = task.model_inputs.get("input_shape", (2,))
     x = torch.rand(6, *shape)
     y = torch.randint(0, task.model_inputs.get("num_classes", 2), (6,))
@@ -63,6 +68,23 @@ def test_forward_backward_tiny_batch(name, task_name):
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.requires_grad]
         assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def generator_steps(model, task) -> None:
+    """A generative entry: images of the data's shape in [0, 1]; two manual-optimisation steps move both networks."""
+    shape = task.model_inputs["input_shape"]
+    images = model.generate(model.noise(6))
+    assert images.shape == (6, *shape) and torch.isfinite(images).all() and 0 <= images.min() <= images.max() <= 1
+    assert model.discriminate(images).shape == (6,)
+    before = [p.detach().clone() for p in model.parameters()]
+    data = torch.utils.data.TensorDataset(torch.rand(12, *shape), torch.zeros(12, dtype=torch.long))
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=6))
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    moved = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
+    assert sum(moved) >= len(moved) // 2, "both the generator and the discriminator take steps"
 
 
 @pytest.mark.parametrize("name", ENTRIES)

@@ -55,6 +55,7 @@ class Task:
     protocol: str = ""  # one line for the leaderboard: split, selection, budget
     bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
     extra_metrics: tuple[str, ...] = ()  # secondary test metrics the leaderboard shows beside the main one
+    reference_metrics: tuple[str, ...] = ()  # measures of the data itself (e.g. real-vs-real distance): a scale
 
     @property
     def val_key(self) -> str:
@@ -63,6 +64,10 @@ class Task:
     @property
     def test_key(self) -> str:
         return f"test/{self.metric.name}"
+
+    def callbacks(self) -> list[L.Callback]:
+        """Callbacks the task adds to every run (e.g. sample-based validation metrics); none by default."""
+        return []
 
     def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path: str | Path | None):
         """Evaluate once on the test split; returns every ``test/*`` metric the model logged, as plain floats."""

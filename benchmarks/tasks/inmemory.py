@@ -18,6 +18,7 @@ class InMemoryImageData(L.LightningDataModule):
     scale = 255.0  # raw value that maps to 1.0
     val_size = 5_000  # images held out of the training set for model selection
     split_seed = 0  # fixed: every run, entry and machine validates on the same images
+    shuffle_split = True  # False: the last ``val_size`` training images validate, in file order
 
     def __init__(
         self, data_dir: Path | None, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size=1000
@@ -42,7 +43,11 @@ class InMemoryImageData(L.LightningDataModule):
         if self.splits is None:
             splits = self.load_splits()
             images, labels = splits["train"]
-            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            n = len(labels)
+            if self.shuffle_split:
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+            else:
+                order = torch.cat([torch.arange(n - self.val_size, n), torch.arange(n - self.val_size)])
             val, train = order[: self.val_size], order[self.val_size :]
             splits = {
                 "train": (images[train], labels[train]),

@@ -1,0 +1,63 @@
+"""``milestones feature-net <task>``: train the fixed classifier whose features score generated images.
+
+The classifier is the registered ``lenet5-modern`` entry, trained by the harness itself (seed 0, deterministic, CPU)
+on the classification task, and its best-validation weights are exported to ``benchmarks/featurenets/`` with a JSON
+file saying how they were made. The weights are committed; their sha256 is written into the generative task
+(``benchmarks/tasks/generative.py``) so that every result records, and every run checks, exactly which classifier
+scored it. Rebuilding changes the scale of every Fréchet distance: results made with another classifier are not
+comparable, which is why the checksum is in the result.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from benchmarks import paths
+from benchmarks.harness import BenchOptions, run_benchmark
+from benchmarks.results import write_atomic
+from benchmarks.sample_metrics import FEATURE_NET_DIR, sha256_file
+
+ENTRY = "lenet5-modern"
+TASKS = ("mnist", "fashion-mnist")
+
+
+def export_feature_net(task: str, *, data_dir=None, output_dir=None, threads: int | None = 1, out_dir=None) -> Path:
+    if task not in TASKS:
+        raise ValueError(f"feature nets exist for {', '.join(TASKS)}, not '{task}'")
+    opts = BenchOptions(
+        task=task, seeds=[0], accelerator="cpu", wandb="off", data_dir=data_dir, output_dir=output_dir,
+        results_dir=str(paths.output_dir(output_dir) / "feature-net-results"), threads=threads,
+    )  # fmt: skip
+    result, _ = run_benchmark(ENTRY, opts)
+    seed = result.seeds[0]
+    if seed.status != "ok":
+        raise RuntimeError(f"the classifier run failed: {seed.failure}")
+    best = sorted((Path(seed.log_dir) / "checkpoints").glob("best-*.ckpt"))[-1]
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    hparams = dict(checkpoint["hyper_parameters"])
+    path = Path(out_dir or FEATURE_NET_DIR) / f"{task}-{ENTRY}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hparams": hparams, "state_dict": checkpoint["state_dict"]}, path)
+    provenance = {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "entry": ENTRY,
+        "task": task,
+        "seed": 0,
+        "selected_epoch": seed.selected_epoch,
+        "test_error": seed.metrics.get("error"),
+        "config_hash": result.config_hash,
+        "code": result.code,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "command": f"milestones feature-net {task}",
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    write_atomic(json.dumps(provenance, indent=2) + "\n", path.with_suffix(".json"), overwrite=True)
+    print(f"{path}: sha256 {provenance['sha256']} (test error {provenance['test_error']:.2f} %)")
+    print("put this checksum in benchmarks/tasks/generative.py; results scored with another classifier differ")
+    return path

@@ -1,0 +1,193 @@
+"""Generative tasks: learn to sample MNIST / Fashion-MNIST images; scored from 10,000 samples, not from labels.
+
+Protocol (Goodfellow et al. 2014, the authors' ``mnist.yaml`` and ``parzen_ll.py``): train on training images
+0–50,000, validate on 50,000–60,000, test on the 10,000 test images. Every epoch the model draws 10,000 samples from a
+fixed noise set and their Fréchet distance to the validation images (in a fixed classifier's features) is logged as
+``val/fd``; the best-``val/fd`` weights are tested once: 10,000 fresh samples (noise seeded by the run's seed), their
+Fréchet distance to the test images (the reported number), the classifier-based Inception Score, and the Parzen-window
+log-likelihood of the test images (σ chosen on the validation images over the authors' grid, 0.1 … 1). The same
+measures on real images (training vs test) are recorded beside them as the floor / ceiling that gives them a scale.
+A 10×10 grid from a fixed noise batch (the same for every epoch, seed and entry) is saved with the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from benchmarks.results import ARTIFACTS
+from benchmarks.sample_metrics import (
+    FeatureNet,
+    frechet_distance,
+    inception_score,
+    load_feature_net,
+    log_spaced,
+    parzen_evaluate,
+)
+from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.mnist import FashionMNISTData, MNISTData
+
+GRID_NOISE_SEED = 2014  # one noise batch for every grid: comparable across epochs, seeds and entries
+VAL_NOISE_SEED = 1406  # one noise set for every validation: val/fd moves only because the model does
+N_SAMPLES = 10_000
+REAL_REFERENCE_IMAGES = 10_000  # training images standing in for a perfect model
+
+
+class GenerativeData:
+    """The authors' split: the first 50,000 training images train, the last 10,000 validate (no shuffling)."""
+
+    val_size = 10_000
+    shuffle_split = False
+    feature_net: tuple[str, str] = ("", "")  # (file name, sha256), set per task
+
+    def images(self, split: str) -> torch.Tensor:
+        """A whole split as float images in [0, 1], (N, C, H, W), on the split's device."""
+        return self.splits[split][0].float() / self.scale
+
+    def identity(self) -> dict[str, str]:
+        name, sha256 = self.feature_net
+        return super().identity() | {f"benchmarks/featurenets/{name}": f"sha256:{sha256}"}
+
+
+class MNISTGenerativeData(GenerativeData, MNISTData):
+    feature_net = ("mnist-lenet5-modern.pt", "a8c9205aca627b15b2faae99de661225554736e508fe3b22343a430f8799914f")
+
+
+class FashionMNISTGenerativeData(GenerativeData, FashionMNISTData):
+    feature_net = ("fashion-mnist-lenet5-modern.pt", "PENDING")
+
+
+def feature_net_for(datamodule) -> FeatureNet:
+    return load_feature_net(*datamodule.feature_net)
+
+
+@torch.no_grad()
+def draw(model, n: int, seed: int, batch: int = 1000) -> torch.Tensor:
+    """``n`` images from ``model`` with noise from a CPU generator seeded by ``seed``; (n, C, H, W) in [0, 1]."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    images = [model.generate(model.noise(min(batch, n - i), generator).to(model.device)) for i in range(0, n, batch)]
+    model.train(was_training)
+    return torch.cat(images).float()
+
+
+def save_grid(images: torch.Tensor, path: Path) -> Path:
+    from torchvision.utils import save_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images[:100].clamp(0, 1).cpu(), path, nrow=10, padding=2, pad_value=1.0)
+    return path
+
+
+class SampleQuality(L.Callback):
+    """Every validation: ``val/fd`` from a fixed noise set, a sample grid to the run folder and to W&B."""
+
+    def __init__(self, n_samples: int = N_SAMPLES) -> None:
+        self.n_samples = n_samples
+        self._net: FeatureNet | None = None
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        datamodule = trainer.datamodule
+        if self._net is None:
+            self._net = feature_net_for(datamodule)
+        net = self._net.to(pl_module.device)
+        samples = draw(pl_module, self.n_samples, VAL_NOISE_SEED)
+        fd = frechet_distance(net, datamodule.images("val"), samples) if torch.isfinite(samples).all() else math.nan
+        pl_module.log("val/fd", fd)
+        grid = draw(pl_module, 100, GRID_NOISE_SEED)
+        epoch = trainer.current_epoch
+        save_grid(grid, Path(trainer.default_root_dir) / "samples" / f"epoch-{epoch:03d}.png")
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # W&B
+                logger.log_image(key="samples", images=[grid[:100].clamp(0, 1).cpu()], step=trainer.global_step,
+                                 caption=[f"epoch {epoch}"])  # fmt: skip
+
+
+_REFERENCES: dict[tuple, dict] = {}  # real-data references, computed once per process per (task, data, classifier)
+
+
+@dataclass(frozen=True)
+class GenerativeTask(Task):
+    n_samples: int = N_SAMPLES
+    parzen_sigmas: tuple[float, ...] = tuple(log_spaced(0.1, 1.0, 10))
+
+    def callbacks(self) -> list[L.Callback]:
+        return [SampleQuality(self.n_samples)]
+
+    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path: str | Path | None) -> dict[str, float]:
+        if ckpt_path:
+            state = torch.load(ckpt_path, map_location=model.device, weights_only=True)["state_dict"]
+            model.load_state_dict(state)
+        net = feature_net_for(datamodule).to(model.device)
+        samples = draw(model, self.n_samples, datamodule.seed)
+        save_grid(draw(model, 100, GRID_NOISE_SEED), Path(trainer.default_root_dir) / ARTIFACTS / "samples.png")
+        metrics = dict(self.references(datamodule, net))
+        if not torch.isfinite(samples).all():
+            return metrics | {"fd": math.nan}
+        test, val = datamodule.images("test"), datamodule.images("val")
+        is_mean, is_std = inception_score(net, samples)
+        parzen = parzen_evaluate(samples, val, test, list(self.parzen_sigmas))
+        return metrics | {
+            "fd": frechet_distance(net, test, samples),
+            "is": is_mean,
+            "is_std": is_std,
+            "parzen_ll": parzen["ll"],
+            "parzen_ll_se": parzen["se"],
+            "parzen_sigma": parzen["sigma"],
+        }
+
+    def references(self, datamodule, net: FeatureNet) -> dict[str, float]:
+        """The same measures with real training images in place of samples: what a perfect model would score."""
+        key = (self.name, tuple(sorted(datamodule.identity().items())), len(datamodule.images("train")))
+        if key not in _REFERENCES:
+            real = datamodule.images("train")[:REAL_REFERENCE_IMAGES]
+            test, val = datamodule.images("test"), datamodule.images("val")
+            parzen = parzen_evaluate(real, val, test, list(self.parzen_sigmas))
+            _REFERENCES[key] = {
+                "fd_real": frechet_distance(net, test, real),
+                "is_real": inception_score(net, test)[0],
+                "parzen_ll_real": parzen["ll"],
+            }
+        return _REFERENCES[key]
+
+
+FD = Metric("fd", "min", 0.0, math.inf)
+PROTOCOL = (
+    "train 0–50k / val 50k–60k (the authors' split) / 10k test; best val/fd checkpoint; 10k samples: Fréchet "
+    "distance to the test images in a fixed classifier's features"
+)
+REFERENCES = ("fd_real", "is_real", "parzen_ll_real")
+
+TASKS = [
+    GenerativeTask(
+        name="mnist-gen",
+        description="MNIST generative modelling: 10,000 samples scored against the test digits",
+        metric=FD,
+        target=5.0,  # val/fd, for time-to-target
+        min_seeds=3,
+        make_datamodule=MNISTGenerativeData,
+        model_inputs={"input_shape": (1, 28, 28)},
+        protocol=PROTOCOL,
+        extra_metrics=("parzen_ll", "is"),
+        reference_metrics=REFERENCES,
+    ),
+    GenerativeTask(
+        name="fashion-mnist-gen",
+        description="Fashion-MNIST generative modelling: 10,000 samples scored against the test images",
+        metric=FD,
+        target=5.0,
+        min_seeds=3,
+        make_datamodule=FashionMNISTGenerativeData,
+        model_inputs={"input_shape": (1, 28, 28)},
+        protocol=PROTOCOL,
+        extra_metrics=("parzen_ll", "is"),
+        reference_metrics=REFERENCES,
+    ),
+]
