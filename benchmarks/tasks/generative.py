@@ -76,11 +76,19 @@ def draw(model, n: int, seed: int, batch: int = 1000) -> torch.Tensor:
     return torch.cat(images).float()
 
 
+def grid_image(images: torch.Tensor):
+    """The first 100 images as one 10×10 grid: an (H, W, 3) uint8 array."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images[:100].clamp(0, 1).cpu(), nrow=10, padding=2, pad_value=1.0)  # (3, H, W)
+    return (grid * 255).round().byte().permute(1, 2, 0).numpy()
+
+
 def save_grid(images: torch.Tensor, path: Path) -> Path:
-    from torchvision.utils import save_image
+    from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images[:100].clamp(0, 1).cpu(), path, nrow=10, padding=2, pad_value=1.0)
+    Image.fromarray(grid_image(images)).save(path)
     return path
 
 
@@ -106,7 +114,7 @@ class SampleQuality(L.Callback):
         save_grid(grid, Path(trainer.default_root_dir) / "samples" / f"epoch-{epoch:03d}.png")
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # W&B
-                logger.log_image(key="samples", images=[grid[:100].clamp(0, 1).cpu()], step=trainer.global_step,
+                logger.log_image(key="samples", images=[grid_image(grid)], step=trainer.global_step,
                                  caption=[f"epoch {epoch}"])  # fmt: skip
 
 
