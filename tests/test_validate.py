@@ -148,3 +148,13 @@ def test_a_file_in_the_wrong_folder_is_refused(submission):
     leaderboard.build(results, board)
     expected = "path: folder mnist/mlp but the file says mnist/perceptron"
     assert any(expected in line for line in run(results, board, moved))
+
+
+def test_fewer_seeds_than_the_protocol_is_a_note_and_a_provisional_row(submission):
+    results, board, path = submission
+    edit(path, drop_seed(2))  # seeds 0 and 1 of 3: no gap, just fewer
+    leaderboard.build(results, board)
+    problems, notes = validate([str(path)], results_dir=results, leaderboard_dir=board)
+    assert not problems, problems
+    assert any("2 of the 3 the protocol asks for" in n for n in notes)
+    assert "*provisional*" in (board / "README.md").read_text()
