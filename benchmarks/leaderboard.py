@@ -106,7 +106,8 @@ def samples_link(path: Path, result: Result) -> str | None:
     """The first ok seed's sample grid, relative to leaderboards/ (where the README is), if the result has one."""
     for seed in result.seeds:
         if seed.status == "ok" and "samples.png" in seed.artifacts:
-            return _relative(artifact_path(path, seed.seed, "samples.png"))
+            grid = artifact_path(path, seed.seed, "samples.png")  # <results>/<task>/<entry>/<stem>/seed-k/samples.png
+            return str(grid.resolve().relative_to(path.resolve().parents[3]))  # from the folder holding results/
     return None
 
 
@@ -271,7 +272,9 @@ def plot_task(name: str, rows: list[dict], path: Path) -> None:
     stds = [r["std"] for r in rows][::-1]
     ax.barh(labels, means, xerr=stds, color="#4c72b0", capsize=3, label="reproduced mean ± std")
     papers = [
-        (i, r["paper_value"]) for i, r in enumerate(rows[::-1]) if r["paper_value"] is not None and not r["paper_task"]
+        (i, r["paper_value"])
+        for i, r in enumerate(rows[::-1])
+        if r["paper_value"] is not None and not r["paper_task"] and not r["paper_metric"]  # same task and measure only
     ]
     if papers:
         ax.scatter([v for _, v in papers], [i for i, _ in papers], marker="D", color="#dd8452", zorder=3,
