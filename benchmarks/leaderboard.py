@@ -211,8 +211,9 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
         if task:
             m = task.metric
             better = "lower" if m.direction == "min" else "higher"
+            unit = f" {m.unit}" if m.unit else ""
             out.append(
-                f"{task.description}. Metric: test {m.name} {m.unit} ({better} is better). Protocol: "
+                f"{task.description}. Metric: test {m.name}{unit} ({better} is better). Protocol: "
                 f"{task.protocol}. Target (validation): {task.target:g}. Minimum seeds: {task.min_seeds}."
             )
             real = references(rows, results, task)
