@@ -13,7 +13,6 @@ in the features of a fixed classifier.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -22,15 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.tasks.manifest import sha256_file
+
 FEATURE_NET_DIR = Path(__file__).resolve().parent / "featurenets"
 
 
 class FeatureNetError(RuntimeError):
     """The committed feature classifier is missing or does not match its checksum."""
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class FeatureNet(nn.Module):

@@ -9,7 +9,6 @@ tiny-shakespeare) before their data reaches a tokenizer.
 from __future__ import annotations
 
 import gzip
-import hashlib
 from pathlib import Path
 
 from benchmarks.tasks.files import DataError
@@ -49,7 +48,3 @@ def read_parallel(source: Path, target: Path) -> tuple[list[str], list[str]]:
         raise DataError(f"{source} has {len(src)} lines but {target} has {len(tgt)}: the pairs are misaligned "
                         f"after line {min(len(src), len(tgt))} of {shorter}")  # fmt: skip
     return src, tgt
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
