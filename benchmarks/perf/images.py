@@ -18,7 +18,6 @@ Run: make perf-images   (or: python -m benchmarks.perf.images --rounds 3 --batch
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 
 from benchmarks import paths
 from benchmarks.environment import environment, hardware_label
+from benchmarks.perf import write_report
 from benchmarks.registry import get_entry
 from benchmarks.tasks import get_task
 from benchmarks.tasks.imageset import ImageSetData
@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"  data only: (a) {median['cached_data_only']:.1f}  (b) {median['imagefolder_data_only']:.1f} img/s  "
         f"→ (a)/(b) = {report['data_only_ratio_a_over_b']:.2f}"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.json)
     return report
 
 

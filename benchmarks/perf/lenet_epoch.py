@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import itertools
-import json
 import os
 import shutil
 import statistics
@@ -46,6 +45,7 @@ from benchmarks import paths
 from benchmarks.callbacks import BenchmarkMeter, RNGStateCheckpoint
 from benchmarks.environment import environment, hardware_label
 from benchmarks.harness import BenchError, quiet_lightning, resolve_accelerator
+from benchmarks.perf import write_report
 from benchmarks.registry import Entry, get_entry
 from benchmarks.tasks import Task
 from benchmarks.tasks.files import DataError
@@ -336,9 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
         "environment": environment(accelerator),
         "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
+    write_report(report, args.json)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     return report
 

@@ -11,7 +11,6 @@ Run: python -m benchmarks.perf.train_step --entry alexnet --entry alexnet-owt --
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.environment import environment, hardware_label
+from benchmarks.perf import write_report
 from benchmarks.registry import get_entry
 
 
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["images_per_s"][f"{name} {precision}"] = speed
             print(f"{name} {precision}: {speed:.1f} images/s ({report['hardware']}, batch {args.batch_size}, "
                   f"GLIBC_TUNABLES={report['glibc_tunables']})", flush=True)  # fmt: skip
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.json)
     return report
 
 
