@@ -44,9 +44,9 @@ class GenerativeData:
     shuffle_split = False
     feature_net: tuple[str, str] = ("", "")  # (file name, sha256), set per task
 
-    def images(self, split: str) -> torch.Tensor:
-        """A whole split as float images in [0, 1], (N, C, H, W), on the split's device."""
-        return self.splits[split][0].float() / self.scale
+    def images(self, split: str, limit: int | None = None) -> torch.Tensor:
+        """A split (its first ``limit`` images) as float images in [0, 1], (N, C, H, W), on the split's device."""
+        return self.splits[split][0][:limit].float() / self.scale
 
     def identity(self) -> dict[str, str]:
         name, sha256 = self.feature_net
@@ -136,10 +136,10 @@ class GenerativeTask(Task):
         net = feature_net_for(datamodule).to(model.device)
         samples = draw(model, self.n_samples, datamodule.seed)
         save_grid(draw(model, 100, GRID_NOISE_SEED), Path(trainer.default_root_dir) / ARTIFACTS / "samples.png")
-        metrics = dict(self.references(datamodule, net))
+        test, val = datamodule.images("test"), datamodule.images("val")
+        metrics = dict(self.references(datamodule, net, val, test))
         if not torch.isfinite(samples).all():
             return metrics | {"fd": math.nan}
-        test, val = datamodule.images("test"), datamodule.images("val")
         is_mean, is_std = inception_score(net, samples)
         parzen = parzen_evaluate(samples, val, test, list(self.parzen_sigmas))
         return metrics | {
@@ -151,12 +151,11 @@ class GenerativeTask(Task):
             "parzen_sigma": parzen["sigma"],
         }
 
-    def references(self, datamodule, net: FeatureNet) -> dict[str, float]:
+    def references(self, datamodule, net: FeatureNet, val: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
         """The same measures with real training images in place of samples: what a perfect model would score."""
-        key = (self.name, tuple(sorted(datamodule.identity().items())), len(datamodule.images("train")))
+        key = (self.name, tuple(sorted(datamodule.identity().items())), len(datamodule.splits["train"][1]))
         if key not in _REFERENCES:
-            real = datamodule.images("train")[:REAL_REFERENCE_IMAGES]
-            test, val = datamodule.images("test"), datamodule.images("val")
+            real = datamodule.images("train", limit=REAL_REFERENCE_IMAGES)
             parzen = parzen_evaluate(real, val, test, list(self.parzen_sigmas))
             _REFERENCES[key] = {
                 "fd_real": frechet_distance(net, test, real),
