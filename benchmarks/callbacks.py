@@ -24,8 +24,9 @@ class BenchmarkMeter(L.Callback):
     resumed run keeps counting from where it stopped.
     """
 
-    def __init__(self, val_key: str, reached) -> None:
+    def __init__(self, val_key: str, reached, count=None) -> None:
         self.val_key, self.reached = val_key, reached
+        self.count = count or (lambda batch: len(batch[-1]))  # units in a batch: samples, or tokens for text
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.samples = 0
@@ -56,7 +57,7 @@ class BenchmarkMeter(L.Callback):
             raise NonFiniteLossError(
                 f"training loss is {float(loss)} at epoch {trainer.current_epoch}, step {batch_idx}"
             )
-        self.samples += len(batch[-1]) * trainer.world_size
+        self.samples += int(self.count(batch)) * trainer.world_size
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.sanity_checking:

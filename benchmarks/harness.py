@@ -238,7 +238,11 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     record = seed_dir / "seed_result.json"
     last_ckpt = seed_dir / "checkpoints" / "last.ckpt"
     datamodule = task.make_datamodule(
-        paths.data_dir(opts.data_dir), entry.config.data.batch_size, seed=seed, download=opts.download
+        paths.data_dir(opts.data_dir),
+        entry.config.data.batch_size,
+        seed=seed,
+        download=opts.download,
+        **entry.config.data.init_args,
     )
     if opts.resume and record.exists():
         print(f"seed {seed}: already finished in {seed_dir}, reusing it (--resume)", flush=True)
@@ -251,7 +255,9 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
 
     L.seed_everything(seed, workers=True, verbose=False)
     model = entry.build_model(task)
-    meter = BenchmarkMeter(task.val_key, lambda v: task.metric.reached(v, task.target))
+    meter = BenchmarkMeter(
+        task.val_key, lambda v: task.metric.reached(v, task.target), getattr(datamodule, "batch_units", None)
+    )
     checkpoint = ModelCheckpoint(  # the best-validation weights: the ones tested
         dirpath=seed_dir / "checkpoints",
         filename="best-epoch{epoch:03d}",
@@ -291,7 +297,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         default_root_dir=seed_dir,
     )
     started = time.perf_counter()
-    status, failure, metrics = "ok", None, {}
+    status, failure, metrics, notes = "ok", None, {}, {}
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     except NonFiniteLossError as error:
@@ -301,6 +307,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     if status == "ok":
         best = checkpoint.best_model_path or None
         metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+        notes = {k: v for k, v in metrics.items() if isinstance(v, str)}  # e.g. sacrebleu's signature
+        metrics = {k: v for k, v in metrics.items() if not isinstance(v, str)}
         value = metrics.get(task.metric.name, math.nan)
         if not task.metric.valid(value):  # e.g. a generator that collapsed to NaN images
             status, failure = (
@@ -316,6 +324,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         status=status,
         failure=failure,
         metrics=metrics,
+        notes=notes,
         selected_epoch=selected,
         time_to_target_s=meter.time_to_target,
         epoch_to_target=meter.epoch_to_target,

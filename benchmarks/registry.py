@@ -63,6 +63,7 @@ class ModelSpec(Strict):
 
 class DataSpec(Strict):
     batch_size: int = Field(gt=0)
+    init_args: dict[str, Any] = {}  # further data-module arguments the recipe fixes (e.g. a language model's context)
 
 
 class TrainerSpec(Strict):
@@ -124,6 +125,8 @@ class Entry:
         config = self.config.model_dump(mode="json")
         if config["reported"] and config["reported"]["metric"] is None:
             del config["reported"]["metric"]  # added later: configs without it keep their hash
+        if not config["data"]["init_args"]:
+            del config["data"]["init_args"]  # likewise
         config["task"] = task.name
         config["model"]["init_args"] = json.loads(json.dumps(self.model_args(task), default=list))
         if max_epochs is not None:

@@ -30,6 +30,7 @@ class SeedResult(Strict):
     status: Literal["ok", "failed"]
     failure: str | None = None
     metrics: dict[str, float] = {}  # test metrics, e.g. {"error": 0.98, "accuracy": 99.02}
+    notes: dict[str, str] = {}  # what a metric needs to be read, e.g. {"bleu_signature": "nrefs:1|case:mixed|..."}
     selected_epoch: int | None = None  # the best-validation epoch whose weights were tested
     time_to_target_s: float | None = None
     epoch_to_target: int | None = None
@@ -63,7 +64,7 @@ class Result(Strict):
     seeds: list[SeedResult] = Field(min_length=1)
     aggregate: Aggregate | None
     time_to_target_s: float | None  # median over seeds that reached the target
-    samples_per_s: float | None  # mean over seeds
+    samples_per_s: float | None  # mean over seeds, in the task's unit (images, sentences, or tokens for text tasks)
     peak_memory_mb: float
     peak_memory_kind: Literal["gpu_max_allocated", "process_rss"]
     wall_time_s: float

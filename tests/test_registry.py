@@ -54,6 +54,9 @@ def test_forward_backward_tiny_batch(name, task_name):
     if isinstance(model, ImageGenerator):
         generator_steps(model, task)
         return
+    if "vocab_size" in task.model_inputs:
+        token_steps(model, task)
+        return
     shape = task.model_inputs.get("input_shape", (2,))
     x = torch.rand(6, *shape)
     y = torch.randint(0, task.model_inputs.get("num_classes", 2), (6,))
@@ -68,6 +71,19 @@ def test_forward_backward_tiny_batch(name, task_name):
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.requires_grad]
         assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def token_steps(model, task) -> None:
+    """A text entry: batches are two (B, T) id tensors, (source, target) or (input, next ids); scores per position."""
+    ids = torch.randint(3, task.model_inputs["vocab_size"], (6, 2, 10))
+    batch = (ids[:, 0], ids[:, 1])
+    scores = model(*batch) if "pad_id" in task.model_inputs else model(batch[0])
+    assert scores.shape[:2] in ((6, 10), (6, 9)) and scores.shape[-1] == task.model_inputs["vocab_size"]
+    assert torch.isfinite(scores).all()
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert math.isfinite(float(loss)) and grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 def generator_steps(model, task) -> None:

@@ -56,6 +56,9 @@ class Task:
     bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
     extra_metrics: tuple[str, ...] = ()  # secondary test metrics the leaderboard shows beside the main one
     reference_metrics: tuple[str, ...] = ()  # measures of the data itself (e.g. real-vs-real distance): a scale
+    throughput_unit: str = (
+        "samples"  # what samples_per_s counts: the data module's ``batch_units(batch)`` if it has one
+    )
 
     @property
     def val_key(self) -> str:
@@ -70,7 +73,10 @@ class Task:
         return []
 
     def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path: str | Path | None):
-        """Evaluate once on the test split; returns every ``test/*`` metric the model logged, as plain floats."""
+        """Evaluate once on the test split; returns every ``test/*`` metric the model logged, as plain floats.
+
+        A task may add strings that a number needs to be read (e.g. ``bleu_signature``): they go to the result's
+        ``notes``, not its metrics."""
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         return {
             key.removeprefix("test/"): float(value)
