@@ -62,7 +62,7 @@ def _row(path: Path, result: Result) -> dict:
         if shown and reported.get("metric") not in (None, result.metric)
         else None,
         "samples": samples_link(path, result),
-        "budget": f"{config['trainer']['max_epochs']} epochs",
+        "budget": budget(config),
         "also": also_metrics(result, tasks.get(result.task)),
         "mean": agg.mean if agg else None,
         "std": agg.std if agg else None,
@@ -102,13 +102,37 @@ def also_metrics(result: Result, task) -> str:
     return "; ".join(parts)
 
 
+def budget(config: dict) -> str:
+    """'12 epochs', or '8 epochs (2,000 steps)' where an epoch is a fixed number of steps (language models)."""
+    epochs = config["trainer"]["max_epochs"]
+    steps = config["data"].get("init_args", {}).get("steps_per_epoch")
+    return f"{epochs} epochs" + (f" ({epochs * steps:,} steps)" if steps else "")
+
+
+SHOWN_ARTIFACTS = ("samples.png", "translations.md", "sample.txt")  # what a row links to, first found wins
+
+
 def samples_link(path: Path, result: Result) -> str | None:
-    """The first ok seed's sample grid, relative to leaderboards/ (where the README is), if the result has one."""
+    """The first ok seed's samples (a grid, translations or generated text), relative to leaderboards/ (where the
+    README is), if the result has them."""
     for seed in result.seeds:
-        if seed.status == "ok" and "samples.png" in seed.artifacts:
-            grid = artifact_path(path, seed.seed, "samples.png")  # <results>/<task>/<entry>/<stem>/seed-k/samples.png
-            return str(grid.resolve().relative_to(path.resolve().parents[3]))  # from the folder holding results/
+        for name in SHOWN_ARTIFACTS:
+            if seed.status == "ok" and name in seed.artifacts:
+                file = artifact_path(path, seed.seed, name)  # <results>/<task>/<entry>/<stem>/seed-k/<name>
+                return str(file.resolve().relative_to(path.resolve().parents[3]))  # from the folder holding results/
     return None
+
+
+def samples_cell(link: str) -> str:
+    return f'<img src="{link}" width="140">' if link.endswith(".png") else f"[{Path(link).name}]({link})"
+
+
+def notes(rows: list[dict], results: list[tuple[Path, Result]]) -> str:
+    """'bleu_signature `nrefs:1|…`': how the task's numbers were scored, as recorded by its newest ranked result."""
+    files = {r["file"] for r in rows}
+    newest = max((res for path, res in results if _relative(path) in files), key=lambda res: res.created)
+    seed = next((s for s in newest.seeds if s.status == "ok"), None)
+    return "; ".join(f"{name} `{value}`" for name, value in sorted(seed.notes.items())) if seed else ""
 
 
 def references(rows: list[dict], results: list[tuple[Path, Result]], task) -> str:
@@ -162,14 +186,15 @@ def task_table(task_name: str, rows: list[dict]) -> str:
         p_value = _fmt(r["p_better_than_next"], ".2g") if rank < len(rows) else ""
         paper = _fmt(r["paper_value"], "g") + (f" ({r['paper_task']}†)" if r["paper_task"] else "")
         paper += f" ({r['paper_metric']}‡)" if r.get("paper_metric") else ""
-        grid = f' <img src="{r["samples"]}" width="140"> |' if r.get("samples") else " |"
+        grid = f" {samples_cell(r['samples'])} |" if r.get("samples") else " |"
+        unit = getattr(all_tasks().get(task_name), "throughput_unit", "samples")
+        speed = f"{_fmt(r['samples_per_s'], ',.0f')}/s" + (f" ({unit})" if unit != "samples" else "")
         extra = (f"{r['also']} | " if also else "") + f"{r['budget']} | "
         lines.append(
             f"| {rank} | {r['entry']} | {r['year']} | {r['division']} | {paper} | "
             f"{_fmt(r['mean'])} ± {_fmt(r['std'])} ({r['n']}){provisional} | "
             f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}] | {extra}{p_value} | {ttt} | "
-            f"{_fmt(r['samples_per_s'], ',.0f')}/s | {r['hardware']} | {r['precision']} | {r['date']} |"
-            + (grid if samples else "")
+            f"{speed} | {r['hardware']} | {r['precision']} | {r['date']} |" + (grid if samples else "")
         )
     sources = sorted({f"{r['entry']}: {r['paper_source']}" for r in rows if r["paper_source"]})
     if sources:
@@ -222,6 +247,10 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
                 out.append(
                     f"Real data on the same measures (training vs test images, the scale to read rows by): {real}."
                 )
+            scored = notes(rows, results)
+            if scored:
+                out.append("")
+                out.append(f"Scored with: {scored}.")
             out.append("")
             out.append(f"![{name}](plots/{name}.png)")
             out.append("")

@@ -7,12 +7,14 @@ import gzip
 import json
 import math
 import random
+import shutil
 import string
 
 import pytest
 import torch
 
 from benchmarks.harness import run_benchmark
+from benchmarks.leaderboard import budget, render_markdown
 from benchmarks.results import artifact_path, read_result
 from benchmarks.tasks import charlm, translation
 from benchmarks.tasks.charlm import CharData, WindowBatches
@@ -252,6 +254,15 @@ def test_transformer_through_the_harness_is_deterministic_and_saves_translations
     assert a.dataset["tokenizer (byte-level BPE, 8000)"].startswith("sha256:")
     assert read_result(path).seeds[0].notes == seed.notes, "notes survive the result file"
     assert seed.samples_per_s and a.samples_per_s == seed.samples_per_s, "target tokens per second"
+    board = tmp_path / "board" / "multi30k-de-en" / "transformer" / path.name
+    board.parent.mkdir(parents=True)
+    board.write_text(a.model_copy(update={"smoke": False}).model_dump_json())  # as if a full run
+    shutil.copytree(path.with_suffix(""), board.with_suffix(""))
+    text = render_markdown(tmp_path / "board")
+    row = next(line for line in text.splitlines() if line.startswith("| 1 | transformer |"))
+    assert "27.3 (wmt14-en-de†)" in row and "bleu_greedy " in row and "chrf " in row
+    assert "/s (target tokens)" in row and "[translations.md](board/multi30k-de-en/transformer/" in row
+    assert f"Scored with: bleu_signature `{seed.notes['bleu_signature']}`" in text
 
 
 @pytest.fixture
@@ -277,6 +288,7 @@ def test_gpt_char_through_the_harness_saves_a_sample_and_reports_bits_per_charac
     sample = artifact_path(path, 0, "sample.txt").read_text()
     assert len(sample) == 500 and set(sample) <= set("\n !$&',-.3:;?" + string.ascii_letters)
     assert result.samples_per_s > 0 and json.loads(path.read_text())["config"]["data"]["init_args"]["context"] == 64
+    assert budget(result.config) == "2 epochs (500 steps)"
 
 
 def test_a_wrong_alphabet_is_a_clear_error(small_shakespeare, monkeypatch):

@@ -168,10 +168,12 @@ class TranslationData(L.LightningDataModule):
         return self.tokenizer.decode_batch(ids, skip_special_tokens=True)
 
     def identity(self) -> dict[str, str | None]:
-        files = {f"{self.folder}/{n}": f"md5:{m}" for n, m in self.md5.items() if n.split(".")[0] in self.required}
-        extra = {f"{self.folder}/{n}": f"md5:{m}" for n, m in self.md5.items() if n.split(".")[0] in self.text}
+        """The md5 of every file used (the optional test sets where present) and the tokenizer's sha256 (None before
+        ``setup``: validation then only checks that a result records one)."""
+        used = self.available_splits()
+        files = {f"{self.folder}/{n}": f"md5:{m}" for n, m in self.md5.items() if n.split(".")[0] in used}
         tokenizer = f"sha256:{self.tokenizer_sha256}" if self.tokenizer_sha256 else None
-        return files | extra | {f"tokenizer (byte-level BPE, {self.bpe.vocab_size})": tokenizer}
+        return files | {f"tokenizer (byte-level BPE, {self.bpe.vocab_size})": tokenizer}
 
     def batch_units(self, batch) -> int:
         """Throughput counts target tokens (the ones the loss is over, </s> included)."""
