@@ -43,3 +43,22 @@ def quick(tmp_path):
         return BenchOptions(**options)
 
     return make
+
+
+@pytest.fixture
+def leaderboard_of():
+    """leaderboard_of(result, path, folder): the leaderboard of one smoke result as if it were a full run."""
+    return _leaderboard_of
+
+
+def _leaderboard_of(result, path: Path, folder: Path) -> str:
+    import shutil
+
+    from benchmarks.leaderboard import render_markdown
+
+    board = folder / result.task / result.entry / path.name
+    board.parent.mkdir(parents=True)
+    board.write_text(result.model_copy(update={"smoke": False}).model_dump_json())
+    if path.with_suffix("").exists():
+        shutil.copytree(path.with_suffix(""), board.with_suffix(""))
+    return render_markdown(folder)

@@ -217,13 +217,11 @@ def test_result_with_a_missing_grid_does_not_validate(quick, small_mnist, tmp_pa
     assert any("samples.png is missing" in p for p in problems)
 
 
-def test_leaderboard_generative_table_shows_grid_paper_measure_and_real_data(quick, small_mnist, tmp_path):
+def test_leaderboard_generative_table_shows_grid_paper_measure_and_real_data(
+    quick, small_mnist, tmp_path, leaderboard_of
+):
     result, path = run_benchmark("gan", quick(task="mnist-gen", data_dir=str(small_mnist), limit_train_batches=2))
-    board = tmp_path / "board" / "mnist-gen" / "gan" / path.name
-    board.parent.mkdir(parents=True)
-    board.write_text(result.model_copy(update={"smoke": False}).model_dump_json())  # as if a full run
-    shutil.copytree(path.with_suffix(""), board.with_suffix(""))
-    text = render_markdown(tmp_path / "board")
+    text = leaderboard_of(result, path, tmp_path / "board")
     row = next(line for line in text.splitlines() if line.startswith("| 1 | gan |"))
     assert "225 (parzen_ll‡)" in row and "<img src=" in row and "seed-0/samples.png" in row
     assert "parzen_ll " in row and "is " in row, "the paper's measure and the IS under 'also measured'"

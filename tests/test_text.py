@@ -7,14 +7,13 @@ import gzip
 import json
 import math
 import random
-import shutil
 import string
 
 import pytest
 import torch
 
 from benchmarks.harness import run_benchmark
-from benchmarks.leaderboard import budget, render_markdown
+from benchmarks.leaderboard import budget
 from benchmarks.results import artifact_path, read_result
 from benchmarks.tasks import charlm, translation
 from benchmarks.tasks.charlm import CharData, WindowBatches
@@ -239,7 +238,9 @@ def test_a_corpus_file_with_another_checksum_is_refused(small_multi30k):
 
 
 # --- through the harness ----------------------------------------------------------------------------------------------
-def test_transformer_through_the_harness_is_deterministic_and_saves_translations(quick, small_multi30k, tmp_path):
+def test_transformer_through_the_harness_is_deterministic_and_saves_translations(
+    quick, small_multi30k, tmp_path, leaderboard_of
+):
     opts = dict(task="multi30k-de-en", data_dir=str(small_multi30k), max_epochs=2, wandb="offline")
     a, path = run_benchmark("transformer", quick(**opts, output_dir=str(tmp_path / "a")))
     b, _ = run_benchmark("transformer", quick(**opts | {"wandb": "off"}, output_dir=str(tmp_path / "b")))
@@ -254,11 +255,7 @@ def test_transformer_through_the_harness_is_deterministic_and_saves_translations
     assert a.dataset["tokenizer (byte-level BPE, 8000)"].startswith("sha256:")
     assert read_result(path).seeds[0].notes == seed.notes, "notes survive the result file"
     assert seed.samples_per_s and a.samples_per_s == seed.samples_per_s, "target tokens per second"
-    board = tmp_path / "board" / "multi30k-de-en" / "transformer" / path.name
-    board.parent.mkdir(parents=True)
-    board.write_text(a.model_copy(update={"smoke": False}).model_dump_json())  # as if a full run
-    shutil.copytree(path.with_suffix(""), board.with_suffix(""))
-    text = render_markdown(tmp_path / "board")
+    text = leaderboard_of(a, path, tmp_path / "board")
     row = next(line for line in text.splitlines() if line.startswith("| 1 | transformer |"))
     assert "27.3 (wmt14-en-de†)" in row and "bleu_greedy " in row and "chrf " in row
     assert "/s (target tokens)" in row and "[translations.md](board/multi30k-de-en/transformer/" in row
