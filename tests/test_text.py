@@ -211,6 +211,8 @@ def test_translation_data_round_trips_and_records_its_tokenizer(small_multi30k):
     identity = data.identity()
     assert identity["multi30k/train.de.gz"].startswith("md5:")
     assert identity["tokenizer (byte-level BPE, 8000)"] == f"sha256:{data.tokenizer_sha256}"
+    fresh = TranslationData(small_multi30k, batch_size=8, download=False)
+    assert fresh.identity() == identity, "complete without setup (a --resume that reuses finished seeds needs it)"
     batch = next(iter(data.train_dataloader()))
     assert data.batch_units(batch) == int((batch[1][:, 1:] != PAD).sum()) > 0
 

@@ -150,15 +150,22 @@ class TranslationData(L.LightningDataModule):
             return
         for split in self.available_splits():
             self.text[split] = load_lines(*self._files(split, download=False))
-        train_source, train_target = self.text["train"]
-        self.tokenizer, self.tokenizer_sha256 = cached_bpe(
-            f"{self.folder}-{self.source_lang}-{self.target_lang}", train_source + train_target, self.bpe
-        )
+        self._train_tokenizer()
         for split, (source, target) in self.text.items():
             limit = self.max_train_tokens if split == "train" else None
             self.ids[split] = (
                 [torch.tensor([*ids[:limit], EOS]) for ids in self.encode(source)],
                 [torch.tensor([BOS, *ids[:limit], EOS]) for ids in self.encode(target)],
+            )
+
+    def _train_tokenizer(self) -> None:
+        """The shared BPE of the training text (from the cache when this text and these settings were seen)."""
+        if self.tokenizer is None:
+            if "train" not in self.text:
+                self.text["train"] = load_lines(*self._files("train", download=False))
+            train_source, train_target = self.text["train"]
+            self.tokenizer, self.tokenizer_sha256 = cached_bpe(
+                f"{self.folder}-{self.source_lang}-{self.target_lang}", train_source + train_target, self.bpe
             )
 
     def encode(self, lines: list[str]) -> list[list[int]]:
@@ -168,8 +175,11 @@ class TranslationData(L.LightningDataModule):
         return self.tokenizer.decode_batch(ids, skip_special_tokens=True)
 
     def identity(self) -> dict[str, str | None]:
-        """The md5 of every file used (the optional test sets where present) and the tokenizer's sha256 (None before
-        ``setup``: validation then only checks that a result records one)."""
+        """The md5 of every file used (the optional test sets where present) and the sha256 of the tokenizer trained
+        on them; None when the training text is not in the data folder (validation then only checks that a result
+        records one)."""
+        if all((self.data_dir / self.remote("train", lang).relpath).exists() for lang in self.langs):
+            self._train_tokenizer()
         used = self.available_splits()
         files = {f"{self.folder}/{n}": f"md5:{m}" for n, m in self.md5.items() if n.split(".")[0] in used}
         tokenizer = f"sha256:{self.tokenizer_sha256}" if self.tokenizer_sha256 else None
