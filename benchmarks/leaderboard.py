@@ -127,11 +127,16 @@ def samples_cell(link: str) -> str:
     return f'<img src="{link}" width="140">' if link.endswith(".png") else f"[{Path(link).name}]({link})"
 
 
-def notes(rows: list[dict], results: list[tuple[Path, Result]]) -> str:
-    """'bleu_signature `nrefs:1|…`': how the task's numbers were scored, as recorded by its newest ranked result."""
+def newest_ok_seed(rows: list[dict], results: list[tuple[Path, Result]]):
+    """The first ok seed of the newest result among a task's ranked rows: what task-wide lines above a table quote."""
     files = {r["file"] for r in rows}
     newest = max((res for path, res in results if _relative(path) in files), key=lambda res: res.created)
-    seed = next((s for s in newest.seeds if s.status == "ok"), None)
+    return next((s for s in newest.seeds if s.status == "ok"), None)
+
+
+def notes(rows: list[dict], results: list[tuple[Path, Result]]) -> str:
+    """'bleu_signature `nrefs:1|…`': how the task's numbers were scored, as recorded by its newest ranked result."""
+    seed = newest_ok_seed(rows, results)
     return "; ".join(f"{name} `{value}`" for name, value in sorted(seed.notes.items())) if seed else ""
 
 
@@ -139,9 +144,7 @@ def references(rows: list[dict], results: list[tuple[Path, Result]], task) -> st
     """'fd_real 0.41, is_real 9.81': the task's measures of real data, as recorded by its newest ranked result."""
     if task is None or not task.reference_metrics:
         return ""
-    files = {r["file"] for r in rows}
-    newest = max((res for path, res in results if _relative(path) in files), key=lambda res: res.created)
-    seed = next(s for s in newest.seeds if s.status == "ok")
+    seed = newest_ok_seed(rows, results)
     return ", ".join(f"{name} {seed.metrics[name]:.4g}" for name in task.reference_metrics if name in seed.metrics)
 
 
@@ -173,6 +176,7 @@ def task_table(task_name: str, rows: list[dict]) -> str:
     header += ["also measured"] * also + ["budget", "p vs next", "time-to-target median [range] (reached)"]
     header += ["throughput", "hardware", "precision", "date"]
     samples = any(r.get("samples") for r in rows)
+    unit = getattr(all_tasks().get(task_name), "throughput_unit", "samples")  # what the throughput counts
     header += ["samples"] * samples
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, r in enumerate(rows, 1):
@@ -187,7 +191,6 @@ def task_table(task_name: str, rows: list[dict]) -> str:
         paper = _fmt(r["paper_value"], "g") + (f" ({r['paper_task']}†)" if r["paper_task"] else "")
         paper += f" ({r['paper_metric']}‡)" if r.get("paper_metric") else ""
         grid = f" {samples_cell(r['samples'])} |" if r.get("samples") else " |"
-        unit = getattr(all_tasks().get(task_name), "throughput_unit", "samples")
         speed = f"{_fmt(r['samples_per_s'], ',.0f')}/s" + (f" ({unit})" if unit != "samples" else "")
         extra = (f"{r['also']} | " if also else "") + f"{r['budget']} | "
         lines.append(

@@ -56,9 +56,8 @@ class Task:
     bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
     extra_metrics: tuple[str, ...] = ()  # secondary test metrics the leaderboard shows beside the main one
     reference_metrics: tuple[str, ...] = ()  # measures of the data itself (e.g. real-vs-real distance): a scale
-    throughput_unit: str = (
-        "samples"  # what samples_per_s counts: the data module's ``batch_units(batch)`` if it has one
-    )
+    # what samples_per_s counts: samples, or the data module's ``batch_units(batch)`` where it has one (tokens)
+    throughput_unit: str = "samples"
 
     @property
     def val_key(self) -> str:

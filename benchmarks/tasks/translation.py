@@ -130,11 +130,11 @@ class TranslationData(L.LightningDataModule):
     def langs(self) -> tuple[str, str]:
         return self.source_lang, self.target_lang
 
+    def present(self, split: str) -> bool:
+        return all((self.data_dir / self.remote(split, lang).relpath).exists() for lang in self.langs)
+
     def available_splits(self) -> list[str]:
-        present = [
-            s for s in self.optional if all((self.data_dir / self.remote(s, x).relpath).exists() for x in self.langs)
-        ]
-        return [*self.required, *present]
+        return [*self.required, *filter(self.present, self.optional)]
 
     def prepare_data(self) -> None:
         for split in self.required:
@@ -149,7 +149,8 @@ class TranslationData(L.LightningDataModule):
         if self.ids:
             return
         for split in self.available_splits():
-            self.text[split] = load_lines(*self._files(split, download=False))
+            if split not in self.text:  # identity() may have read the training text already
+                self.text[split] = load_lines(*self._files(split, download=False))
         self._train_tokenizer()
         for split, (source, target) in self.text.items():
             limit = self.max_train_tokens if split == "train" else None
@@ -178,7 +179,7 @@ class TranslationData(L.LightningDataModule):
         """The md5 of every file used (the optional test sets where present) and the sha256 of the tokenizer trained
         on them; None when the training text is not in the data folder (validation then only checks that a result
         records one)."""
-        if all((self.data_dir / self.remote("train", lang).relpath).exists() for lang in self.langs):
+        if self.present("train"):
             self._train_tokenizer()
         used = self.available_splits()
         files = {f"{self.folder}/{n}": f"md5:{m}" for n, m in self.md5.items() if n.split(".")[0] in used}
