@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import lightning as L
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmarks.paths import CONFIG_DIR
 from benchmarks.tasks import Task, get_task, unknown
@@ -39,13 +39,48 @@ class Paper(Strict):
     venue: str
 
 
-class Reported(Strict):
-    """The number to compare against, on the task where it was measured, and where it comes from."""
+# Where a reference number comes from. A reader weighs a paper's own number differently from a later paper's, a
+# reference implementation's or one the suite computes itself on the same split.
+REFERENCE_KINDS = {
+    "paper": "the milestone's own paper",
+    "later-paper": "a later paper's number for the same model",
+    "implementation": "a reference implementation",
+    "suite": "computed by this suite on the task's own split",
+}
 
+
+class Reported(Strict):
+    """The number to compare against, on the task where it was measured, what kind of number it is, and its source.
+
+    ``kind: suite`` names the computation (``reference``) whose committed record in leaderboards/references/ holds the
+    value (``milestones reference <name> --task <task>`` makes it); validate checks the two agree."""
+
+    kind: Literal["paper", "later-paper", "implementation", "suite"]
     task: str
     value: float
     source: str
     metric: str | None = None  # when the paper used another measure than the task's (e.g. Parzen log-likelihood)
+    reference: str | None = None  # kind suite: the name of the suite's computation
+
+    @model_validator(mode="after")
+    def _suite_names_its_computation(self) -> Reported:
+        if (self.kind == "suite") != (self.reference is not None):
+            raise ValueError("'reference' names the suite's computation, and only a 'kind: suite' value has one")
+        return self
+
+
+# What a deviation from the paper may touch. A task's protocol fixes the first four for every entry alike, so a closed
+# entry may deviate there; a model or recipe (optimiser, schedule, loss, initialisation, ...) deviation makes it open.
+TASK_FIXED = ("data", "budget", "seeds", "protocol")
+DEVIATION_KINDS = TASK_FIXED + ("model", "recipe")
+
+
+class Deviation(Strict):
+    """One thing that differs from the paper, and why."""
+
+    kind: Literal["data", "budget", "seeds", "protocol", "model", "recipe"]
+    what: str = Field(min_length=1)
+    why: str = Field(min_length=1)
 
 
 class Recipe(Strict):
@@ -83,6 +118,7 @@ class EntryConfig(Strict):
     data: DataSpec
     trainer: TrainerSpec
     seeds: int = Field(ge=1)
+    deviations: list[Deviation]  # what differs from the paper and why; [] says "nothing", and is checked like the rest
 
     @field_validator("tasks")
     @classmethod
@@ -90,6 +126,18 @@ class EntryConfig(Strict):
         for name in tasks:
             get_task(name)
         return tasks
+
+    @model_validator(mode="after")
+    def _closed_means_faithful(self) -> EntryConfig:
+        """A closed entry deviates from its paper only where the task's protocol fixes the same for every entry."""
+        if self.division == "closed":
+            own = [d for d in self.deviations if d.kind not in TASK_FIXED]
+            if own:
+                raise ValueError(
+                    f"a closed entry may deviate only in what its task fixes for every entry ({', '.join(TASK_FIXED)}); "
+                    f"'{own[0].kind}' deviation '{own[0].what}' makes it open (division: open)"
+                )
+        return self
 
 
 class Entry:
@@ -123,8 +171,9 @@ class Entry:
     def resolved_config(self, task: Task, max_epochs: int | None = None) -> dict[str, Any]:
         """Everything that defines the recipe on ``task`` (not the seeds, precision or hardware), defaults filled in."""
         config = self.config.model_dump(mode="json")
-        if config["reported"] and config["reported"]["metric"] is None:
-            del config["reported"]["metric"]  # added later: configs without it keep their hash
+        for optional in ("metric", "reference"):
+            if config["reported"] and config["reported"][optional] is None:
+                del config["reported"][optional]  # said only where it applies
         if not config["data"]["init_args"]:
             del config["data"]["init_args"]  # likewise
         config["task"] = task.name
@@ -134,16 +183,36 @@ class Entry:
         return config
 
 
-def entry_from_resolved(resolved: dict[str, Any], source: Path) -> Entry:
-    """The entry exactly as a result file recorded it (``Entry.resolved_config`` output), not as the registry holds it
-    today: ``milestones verify`` re-runs this."""
+def entry_from_resolved(resolved: dict[str, Any], source: Path, registry: Entry | None = None) -> Entry:
+    """The entry exactly as a result file recorded its run (the ``RUN_FIELDS`` of ``Entry.resolved_config``), not as
+    the registry holds it today: ``milestones verify`` re-runs this. The review fields (division, paper, reference,
+    deviations) come from the registry's entry when there is one, since a file written before a field existed lacks
+    it."""
+    review = registry.config.model_dump(mode="json") if registry is not None else {}
+    fields = review | {k: v for k, v in resolved.items() if k in RUN_FIELDS or k not in review} | {"entry": resolved.get("entry")}
+    fields.pop("task", None)
     try:
-        config = EntryConfig.model_validate({k: v for k, v in resolved.items() if k != "task"})
+        config = EntryConfig.model_validate(fields)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{source}: config.{field}: {first['msg']}") from None
     return Entry(config, Path(source))
+
+
+# The fields of a resolved config that decide what a run does. The others (summary, division, paper, reference,
+# recipe summary, deviations, default seed count) are the suite's description and review of the recipe: they can be
+# corrected after a run — an entry reclassified as open, a reference given its kind — without making its results stale.
+RUN_FIELDS = ("entry", "task", "model", "data", "trainer")
+
+
+def run_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    return {key: resolved.get(key) for key in RUN_FIELDS}
+
+
+def run_differences(recorded: dict[str, Any], registry: dict[str, Any]) -> list[str]:
+    """'key.path: recorded ≠ registry' for every run-deciding field that differs; empty when the run is the same."""
+    return config_diff(run_config(recorded), run_config(registry))
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -6,8 +6,10 @@ failure is one line ``<file>: <field>: <what is wrong>``. The checks, in order:
 - place: the file lies under leaderboards/results/<task>/<entry>/ and its task and entry fields agree with the folders;
 - schema: it parses against results.Result (unknown fields, wrong types and missing fields are refused);
 - entry and task: the entry is registered and lists the task; the result is not a smoke run;
-- config: the recorded config hashes to ``config_hash``, and equals the entry's resolved config in the registry at this
-  commit (so the YAML and the model's defaults are what produced it);
+- config: the recorded config hashes to ``config_hash``, and its run-deciding fields (registry.RUN_FIELDS: model, data,
+  trainer, task) equal the entry's resolved config in the registry at this commit (so the YAML and the model's
+  defaults are what produced it); the review fields (division, reference, deviations) are the registry's today, and a
+  reclassification is a note;
 - seeds: seeds 0 … n−1, each once, all reported, failed ones included (no best-of-N: a submission that drops or
   swaps seeds shows a gap); fewer than the task's minimum (a compute-bound run, e.g. AlexNet on a CPU) is a note, not
   a problem, and the leaderboard marks the row provisional;
@@ -27,7 +29,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks import leaderboard, paths, provenance
-from benchmarks.registry import ConfigError, config_diff, config_hash, get_entry
+from benchmarks.registry import ConfigError, config_hash, get_entry, run_differences
 from benchmarks.results import Result, ResultError, aggregate, artifact_path, find_results, read_result
 from benchmarks.tasks import UnknownNameError, get_task
 
@@ -66,12 +68,19 @@ def check_config(result: Result, entry, task) -> list[str]:
     problems = []
     if config_hash(result.config) != result.config_hash:
         problems.append("config_hash: the recorded config does not hash to it (the file was edited after the run)")
-    registry = entry.resolved_config(task)
-    if config_hash(registry) != result.config_hash:
-        diff = "; ".join(config_diff(result.config, registry)[:5]) or "hash only"
-        problems.append(f"config: differs from the registry ({entry.path.name} at this commit): recorded ≠ registry: "
-                        f"{diff}")  # fmt: skip
+    diff = run_differences(result.config, entry.resolved_config(task))
+    if diff:
+        problems.append(f"config: the run differs from the registry's ({entry.path.name} at this commit): recorded ≠ "
+                        f"registry: {'; '.join(diff[:5])}")  # fmt: skip
     return problems
+
+
+def review_notes(result: Result, entry) -> list[str]:
+    """The division is the registry's review of a recipe, not part of the run: a reclassification is said, not refused."""
+    if result.division != entry.config.division:
+        return [f"division: recorded '{result.division}', the registry now says '{entry.config.division}' (the "
+                "leaderboard shows the registry's, with its deviations)"]  # fmt: skip
+    return []
 
 
 def check_seeds(result: Result, entry, task) -> list[str]:
@@ -197,6 +206,7 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
     notes = []
     if task is not None:
         problems += check_config(result, entry, task)
+        notes += review_notes(result, entry)
         problems += check_seeds(result, entry, task)
         notes += seed_count_note(result, task)
         problems += check_metrics(result, task)

@@ -1,6 +1,6 @@
 """``milestones verify <result.json>``: re-run a result from what its file records and say whether it holds.
 
-1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and equal the registry's entry today;
+1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and its run (registry.RUN_FIELDS) equal the registry's entry today;
    its commit must be in this repository's history, made from a clean tree, and the entry's model code must not have
    changed since (provenance.py). Any failure refuses the verify with the reasons, unless ``--run-anyway``, which runs
    it nevertheless and says so in the verdict. Smoke results record no complete budget and are refused too.
@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks import paths, provenance
 from benchmarks.environment import drift, environment
 from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
-from benchmarks.registry import ConfigError, config_diff, config_hash, entry_from_resolved, get_entry
+from benchmarks.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
 from benchmarks.results import Result, SeedResult, read_result
 from benchmarks.stats import verify_tolerance
 from benchmarks.tasks import UnknownNameError
@@ -54,11 +54,10 @@ def preflight(result: Result, accelerator: str | None) -> tuple[list[str], list[
     except (UnknownNameError, ConfigError) as error:
         refusals.append(f"not in the registry today: {error}")
     else:
-        if config_hash(registry) != result.config_hash:
-            diff = "; ".join(config_diff(result.config, registry)[:5])
-            ours, theirs = result.config_hash[:12], config_hash(registry)[:12]
-            refusals.append(f"config hash {ours} differs from the registry's {theirs} ({entry.path.name}; "
-                            f"recorded ≠ registry: {diff})")  # fmt: skip
+        diff = run_differences(result.config, registry)
+        if diff:
+            refusals.append(f"the recorded run differs from the registry's ({entry.path.name}; recorded ≠ registry: "
+                            f"{'; '.join(diff[:5])})")  # fmt: skip
     commit, dirty = result.code.get("git_commit"), result.code.get("git_dirty")
     if not commit:
         refusals.append("code.git_commit is missing: the code that made it is unknown")
@@ -174,7 +173,11 @@ def verify(path: Path | str, opts: VerifyOptions) -> int:
         print(f"verdict: SKIPPED — the chosen seeds took {minutes:.0f} min where recorded (limit "
               f"{opts.skip_over_minutes:g}); run it without --skip-over-minutes")  # fmt: skip
         return 0
-    entry = entry_from_resolved(result.config, path)
+    try:
+        registered = get_entry(result.entry)
+    except UnknownNameError:
+        registered = None
+    entry = entry_from_resolved(result.config, path, registered)
     rerun, rerun_path = run_benchmark(entry, options)
     holds, mode, lines = comparison(result, rerun)
     print(f"\nrecorded: {path}\nre-run:   {rerun_path} ({environment(options.accelerator)['device']})")
