@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="where the classifier's run goes (default: $MILESTONES_OUTPUT or runs/)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the committed nets)")
 
+    p = sub.add_parser("reference", help="compute a reference number on a task's own split (leaderboards/references/)")
+    p.add_argument("name", help="which computation, e.g. least-squares")
+    p.add_argument("--task", required=True, help="the task whose training split it is fitted on, e.g. mnist")
+    p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
+    p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
+
     p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
     add_run_options(p)
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: 0 only, to stay about a minute)")
@@ -222,6 +228,14 @@ def cmd_feature_net(args) -> None:
     export_feature_net(args.task, data_dir=args.data_dir, output_dir=args.output_dir, threads=args.threads)
 
 
+def cmd_reference(args) -> None:
+    from benchmarks.references import compute_reference, read_reference
+
+    path = compute_reference(args.name, args.task, data_dir=args.data_dir, download=not args.offline)
+    record = read_reference(args.task, args.name)
+    print(f"{args.name} on {args.task}: {record['metric']} {record['value']:.4f} ({record['details']})\nwrote {path}")
+
+
 def cmd_demo(args) -> None:
     from benchmarks.demo import run_demo
 
@@ -232,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
     args = build_parser().parse_args(argv)
     from benchmarks.harness import BenchError
+    from benchmarks.references import ReferenceError
     from benchmarks.registry import ConfigError
     from benchmarks.results import ResultError
     from benchmarks.sample_metrics import FeatureNetError
@@ -240,10 +255,11 @@ def main(argv: list[str] | None = None) -> None:
 
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
                 "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo,
-                "feature-net": cmd_feature_net}  # fmt: skip
+                "feature-net": cmd_feature_net, "reference": cmd_reference}  # fmt: skip
+    known = (UnknownNameError, BenchError, ConfigError, ResultError, DataError, FeatureNetError, ReferenceError)
     try:
         handlers[args.command](args)
-    except (UnknownNameError, BenchError, ConfigError, ResultError, DataError, FeatureNetError) as error:
+    except known as error:
         print(f"milestones: error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -14,14 +14,17 @@ from pathlib import Path
 
 from benchmarks import paths
 from benchmarks.environment import hardware_label
+from benchmarks.registry import DEVIATION_KINDS, REFERENCE_KINDS, all_entries, get_entry
 from benchmarks.results import Result, artifact_path, find_results, read_result, write_atomic
 from benchmarks.stats import median_range, welch_p_better
-from benchmarks.tasks import all_tasks
+from benchmarks.tasks import UnknownNameError, all_tasks
 
 README_TASK = "mnist"  # the table copied into the project's README
+ENTRIES_PAGE = "entries.md"  # every entry's division, reference and deviations, generated from the registry
 MARK_BEGIN, MARK_END = "<!-- leaderboard:mnist:begin -->", "<!-- leaderboard:mnist:end -->"
 CSV_COLUMNS = [
-    "task", "entry", "year", "division", "metric", "direction", "paper_value", "paper_task", "paper_metric", "budget",
+    "task", "entry", "year", "division", "deviations", "metric", "direction", "paper_value", "paper_kind", "paper_task",
+    "paper_metric", "budget",
     "mean", "std", "n", "ci95_low", "ci95_high", "provisional", "p_better_than_next", "time_to_target_s",
     "time_to_target_min_s", "time_to_target_max_s", "reached", "also", "samples_per_s", "hardware", "precision",
     "peak_memory_mb", "config_hash", "git_commit", "date", "file",
@@ -40,8 +43,17 @@ def _relative(path: Path) -> str:
         return path.name
 
 
+def review(result: Result) -> dict:
+    """The registry's review of the entry — division, paper, reference and deviations — as of this commit; the
+    result's own record of them when the entry is not registered (validate refuses such a file)."""
+    try:
+        return get_entry(result.entry).config.model_dump(mode="json")
+    except UnknownNameError:
+        return result.config | {"division": result.division}
+
+
 def _row(path: Path, result: Result) -> dict:
-    config, agg, tasks = result.config, result.aggregate, all_tasks()
+    agg, tasks, config = result.aggregate, all_tasks(), review(result)
     reported = config.get("reported") or {}
     shown = reported.get("task") == result.task or (reported and reported.get("task") not in tasks)
     min_seeds = tasks[result.task].min_seeds if result.task in tasks else 1
@@ -51,18 +63,21 @@ def _row(path: Path, result: Result) -> dict:
         "task": result.task,
         "entry": result.entry,
         "year": config["paper"]["year"],
-        "division": result.division,
+        "division": config["division"],
+        "deviations": [d["kind"] for d in config.get("deviations", [])],
         "metric": result.metric,
         "direction": result.direction,
-        # the paper's number: on this task, or on a task the suite cannot run (full ImageNet beside Imagenette), marked
+        # the reference number: on this task, or on a task the suite cannot run (full ImageNet beside Imagenette)
         "paper_value": reported.get("value") if shown else None,
+        "paper_kind": reported.get("kind") if shown else None,
         "paper_task": reported.get("task") if shown and reported.get("task") != result.task else None,
         "paper_source": reported.get("source") if shown else None,
+        "paper_note": reported.get("note") if shown else None,
         "paper_metric": reported.get("metric")
         if shown and reported.get("metric") not in (None, result.metric)
         else None,
         "samples": samples_link(path, result),
-        "budget": budget(config),
+        "budget": budget(result.config),
         "also": also_metrics(result, tasks.get(result.task)),
         "mean": agg.mean if agg else None,
         "std": agg.std if agg else None,
@@ -169,10 +184,18 @@ def _fmt(value, spec: str = ".2f", none: str = "—") -> str:
     return none if value is None else format(value, spec)
 
 
-def task_table(task_name: str, rows: list[dict]) -> str:
+def deviations_cell(row: dict, entries_page: str) -> str:
+    """'[recipe ×2, protocol](entries.md#lenet5)': the kinds of the entry's deviations, linked to the list."""
+    kinds = row["deviations"]
+    counted = [f"{k} ×{kinds.count(k)}" if kinds.count(k) > 1 else k for k in DEVIATION_KINDS if k in kinds]
+    return f"[{', '.join(counted) or 'none'}]({entries_page}#{row['entry']})"
+
+
+def task_table(task_name: str, rows: list[dict], entries_page: str = ENTRIES_PAGE) -> str:
     metric = rows[0]["metric"]
     also = any(r["also"] for r in rows)  # a column for secondary metrics only where a task has them
-    header = ["#", "entry", "year", "division", f"paper {metric}", f"reproduced {metric} mean ± std (n)", "95 % CI"]
+    header = ["#", "entry", "year", "division", "deviations from the paper", f"reference {metric}",
+              f"reproduced {metric} mean ± std (n)", "95 % CI"]  # fmt: skip
     header += ["also measured"] * also + ["budget", "p vs next", "time-to-target median [range] (reached)"]
     header += ["throughput", "hardware", "precision", "date"]
     samples = any(r.get("samples") for r in rows)
@@ -188,21 +211,26 @@ def task_table(task_name: str, rows: list[dict]) -> str:
             else f"— ({r['reached']})"
         )
         p_value = _fmt(r["p_better_than_next"], ".2g") if rank < len(rows) else ""
-        paper = _fmt(r["paper_value"], "g") + (f" ({r['paper_task']}†)" if r["paper_task"] else "")
+        kind = f"{r['paper_kind']}, {r['paper_task']}†" if r["paper_task"] else r["paper_kind"]
+        paper = _fmt(r["paper_value"], "g") + (f" ({kind})" if kind else "")
         paper += f" ({r['paper_metric']}‡)" if r.get("paper_metric") else ""
         grid = f" {samples_cell(r['samples'])} |" if r.get("samples") else " |"
         speed = f"{_fmt(r['samples_per_s'], ',.0f')}/s" + (f" ({unit})" if unit != "samples" else "")
         extra = (f"{r['also']} | " if also else "") + f"{r['budget']} | "
         lines.append(
-            f"| {rank} | {r['entry']} | {r['year']} | {r['division']} | {paper} | "
+            f"| {rank} | {r['entry']} | {r['year']} | {r['division']} | {deviations_cell(r, entries_page)} | {paper} | "
             f"{_fmt(r['mean'])} ± {_fmt(r['std'])} ({r['n']}){provisional} | "
             f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}] | {extra}{p_value} | {ttt} | "
             f"{speed} | {r['hardware']} | {r['precision']} | {r['date']} |" + (grid if samples else "")
         )
-    sources = sorted({f"{r['entry']}: {r['paper_source']}" for r in rows if r["paper_source"]})
+    sources = sorted({f"{r['entry']} ({r['paper_kind']}): {r['paper_source']}" for r in rows if r["paper_source"]})
     if sources:
         lines.append("")
-        lines.append("Paper / reference values: " + "; ".join(sources) + ".")
+        lines.append("Reference values, by kind (" + "; ".join(f"*{k}*: {v}" for k, v in REFERENCE_KINDS.items())
+                     + "): " + "; ".join(sources) + ".")  # fmt: skip
+    gaps = sorted({f"{r['entry']}: {r['paper_note']}" for r in rows if r.get("paper_note")})
+    if gaps:
+        lines += ["", "Reading rows against their references: " + "; ".join(gaps) + "."]
     if any(r["paper_task"] for r in rows):
         lines.append("")
         lines.append(
@@ -270,6 +298,36 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_entries() -> str:
+    """Every registered entry: division, paper, reference and its kind, and the deviations list with the reasons."""
+    out = [
+        "# Entries: what each one follows and where it deviates",
+        "",
+        "Generated by `milestones leaderboard` from `benchmarks/configs/*.yaml`; do not edit by hand. A *closed* entry",
+        "follows its paper and deviates only where its task fixes the same for every entry "
+        f"({', '.join(DEVIATION_KINDS[:4])});",
+        "a *model* or *recipe* deviation makes an entry *open* (the registry refuses a closed entry that lists one).",
+        "Reference kinds: " + "; ".join(f"*{k}*: {v}" for k, v in REFERENCE_KINDS.items()) + ".",
+    ]
+    for entry in sorted(all_entries().values(), key=lambda e: (e.config.paper.year, e.name)):
+        c = entry.config
+        out += ["", f"## {c.entry}", "", f"{c.summary}. **{c.division}**; tasks: {', '.join(c.tasks)}.", ""]
+        out.append(f"Paper: {c.paper.authors} ({c.paper.year}), *{c.paper.title}*, {c.paper.venue}.")
+        if c.reported:
+            r = c.reported
+            measure = f" ({r.metric})" if r.metric else ""
+            out.append(f"Reference ({r.kind}): {r.value:g}{measure} on {r.task} — {r.source}.")
+            if r.note:
+                out.append(f"Reading this row against it: {r.note}.")
+        out.append("")
+        if c.deviations:
+            out += ["| kind | what | why |", "|---|---|---|"]
+            out += [f"| {d.kind} | {d.what} | {d.why} |" for d in c.deviations]
+        else:
+            out.append("No deviation from the paper.")
+    return "\n".join(out) + "\n"
+
+
 def render_csv(results) -> str:
     ranked, _ = collect(results)
     buffer = io.StringIO()
@@ -282,7 +340,11 @@ def render_csv(results) -> str:
 
 def readme_block(results) -> str:
     ranked, _ = collect(results)
-    table = task_table(README_TASK, ranked[README_TASK]) if README_TASK in ranked else "(no MNIST results yet)"
+    table = (
+        task_table(README_TASK, ranked[README_TASK], f"leaderboards/{ENTRIES_PAGE}")
+        if README_TASK in ranked
+        else "(no MNIST results yet)"
+    )
     return f"{MARK_BEGIN}\n{table}\n{MARK_END}"
 
 
@@ -328,7 +390,11 @@ def outputs(results_dir=None, out_dir=None) -> dict[Path, str]:
     """Everything the build writes (except plots), computed before anything is written."""
     results = load_results(results_dir)
     out = Path(out_dir) if out_dir else paths.LEADERBOARD_DIR
-    files = {out / "README.md": render_markdown(results=results), out / "leaderboard.csv": render_csv(results)}
+    files = {
+        out / "README.md": render_markdown(results=results),
+        out / "leaderboard.csv": render_csv(results),
+        out / ENTRIES_PAGE: render_entries(),
+    }
     readme = paths.REPO_ROOT / "README.md"
     if out_dir is None and readme.exists():
         files[readme] = spliced_readme(readme.read_text(), readme_block(results))
@@ -353,5 +419,5 @@ def check(results_dir=None, out_dir=None) -> list[str]:
     problems = []
     for path, text in outputs(results_dir, out_dir).items():
         if not path.exists() or path.read_text() != text:
-            problems.append(f"{path}: differs from the result files; run `milestones leaderboard` (make leaderboard)")
+            problems.append(f"{path}: differs from a rebuild from the result files and the registry; run `milestones leaderboard` (make leaderboard)")
     return problems

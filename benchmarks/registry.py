@@ -61,6 +61,7 @@ class Reported(Strict):
     source: str
     metric: str | None = None  # when the paper used another measure than the task's (e.g. Parzen log-likelihood)
     reference: str | None = None  # kind suite: the name of the suite's computation
+    note: str | None = None  # why the reproduced number differs from this one, where that is known or measured
 
     @model_validator(mode="after")
     def _suite_names_its_computation(self) -> Reported:
@@ -134,7 +135,8 @@ class EntryConfig(Strict):
             own = [d for d in self.deviations if d.kind not in TASK_FIXED]
             if own:
                 raise ValueError(
-                    f"a closed entry may deviate only in what its task fixes for every entry ({', '.join(TASK_FIXED)}); "
+                    "a closed entry may deviate only in what its task fixes for every entry "
+                    f"({', '.join(TASK_FIXED)}); "
                     f"'{own[0].kind}' deviation '{own[0].what}' makes it open (division: open)"
                 )
         return self
@@ -171,7 +173,7 @@ class Entry:
     def resolved_config(self, task: Task, max_epochs: int | None = None) -> dict[str, Any]:
         """Everything that defines the recipe on ``task`` (not the seeds, precision or hardware), defaults filled in."""
         config = self.config.model_dump(mode="json")
-        for optional in ("metric", "reference"):
+        for optional in ("metric", "reference", "note"):
             if config["reported"] and config["reported"][optional] is None:
                 del config["reported"][optional]  # said only where it applies
         if not config["data"]["init_args"]:
@@ -189,8 +191,8 @@ def entry_from_resolved(resolved: dict[str, Any], source: Path, registry: Entry 
     deviations) come from the registry's entry when there is one, since a file written before a field existed lacks
     it."""
     review = registry.config.model_dump(mode="json") if registry is not None else {}
-    fields = review | {k: v for k, v in resolved.items() if k in RUN_FIELDS or k not in review} | {"entry": resolved.get("entry")}
-    fields.pop("task", None)
+    recorded = {k: v for k, v in resolved.items() if (k in RUN_FIELDS or k not in review) and k != "task"}
+    fields = review | recorded
     try:
         config = EntryConfig.model_validate(fields)
     except ValidationError as error:
@@ -277,6 +279,13 @@ def load_entry(path: Path) -> Entry:
     if config.entry != path.stem:
         raise ConfigError(f"{path}: entry '{config.entry}' must equal the file name '{path.stem}'")
     entry = Entry(config, path)
+    if config.reported is not None and config.reported.kind == "suite":
+        from benchmarks.references import ReferenceError, check_quote
+
+        try:
+            check_quote(config.reported.task, config.reported.reference, config.reported.value, path)
+        except ReferenceError as error:
+            raise ConfigError(str(error)) from None
     for task_name in config.tasks:
         entry.model_args(get_task(task_name))  # type-check the model arguments on every task it claims
     return entry

@@ -16,7 +16,7 @@ failure is one line ``<file>: <field>: <what is wrong>``. The checks, in order:
 - metrics: every seed's metrics are finite and inside the metric's range, ok seeds carry the task's metric, and the
   status, aggregate (mean, std, n, 95 % CI), median time-to-target and mean throughput re-derive from the per-seed
   values — a hand-edited number shows up here, or, if the per-seed values were edited too, in the leaderboard check;
-- dataset: the recorded checksums are the task's own;
+- dataset: the recorded checksums are those the task's code declares (never read from the data folder);
 - code: a commit is recorded, the tree was clean, and the commit is in this repository's history (skipped, with a
   note, in a shallow clone);
 - leaderboard: the committed tables equal a rebuild from all result files.
@@ -76,7 +76,7 @@ def check_config(result: Result, entry, task) -> list[str]:
 
 
 def review_notes(result: Result, entry) -> list[str]:
-    """The division is the registry's review of a recipe, not part of the run: a reclassification is said, not refused."""
+    """The division is the registry's review of a recipe, not part of the run: a reclassification is a note."""
     if result.division != entry.config.division:
         return [f"division: recorded '{result.division}', the registry now says '{entry.config.division}' (the "
                 "leaderboard shows the registry's, with its deviations)"]  # fmt: skip
@@ -148,21 +148,9 @@ def check_metrics(result: Result, task) -> list[str]:
 
 
 def check_dataset(result: Result, task) -> list[str]:
-    if task.bundled:
-        return []
-    expected = task.make_datamodule(paths.data_dir(), 1, seed=0, download=False).identity()
-    # None: a checksum computed from the user's own copy (an ImageNet manifest); it must be recorded, any value
-    problems = [
-        f"dataset['{name}']: {result.dataset.get(name, '(absent)')}, the task's file has {digest}"
-        for name, digest in expected.items()
-        if digest is not None and result.dataset.get(name) != digest
-    ]
-    problems += [f"dataset['{name}']: absent; the task records the checksum of the images it used"
-                 for name, digest in expected.items() if digest is None and not result.dataset.get(name)]  # fmt: skip
-    problems += [
-        f"dataset['{name}']: not a file of task {task.name}" for name in sorted(set(result.dataset) - set(expected))
-    ]
-    return problems
+    """The recorded checksums against the task's declared identity (``Task.declared_identity()``): code, never the data
+    folder, so the answer is the same on a machine with the data and on one without; no cache, no tokenizer."""
+    return task.declared_identity().problems(result.dataset, task.name)
 
 
 def check_artifacts(result: Result, path: Path) -> list[str]:

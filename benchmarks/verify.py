@@ -1,6 +1,7 @@
 """``milestones verify <result.json>``: re-run a result from what its file records and say whether it holds.
 
-1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and its run (registry.RUN_FIELDS) equal the registry's entry today;
+1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and its run (registry.RUN_FIELDS)
+   equal the registry's entry today;
    its commit must be in this repository's history, made from a clean tree, and the entry's model code must not have
    changed since (provenance.py). Any failure refuses the verify with the reasons, unless ``--run-anyway``, which runs
    it nevertheless and says so in the verdict. Smoke results record no complete budget and are refused too.
