@@ -153,7 +153,7 @@ def test_a_valid_copy_loads(tmp_path):
         (("batch_size: 32", "batch_size: big"), "data.batch_size"),
         (("    hidden: 300", "    hidden: 300\n    hiddne: 10"), "hiddne"),
         (("    hidden: 300", "    hidden: many"), "hidden"),
-        (("division: closed", "division: closed-ish"), "division"),
+        (("division: open", "division: closed-ish"), "division"),
         (("seeds: 3", "seeds: 3\nseed: 4"), "seed"),
         (("tasks: [mnist, fashion-mnist, digits]", "tasks: [mnist, cifar-100]"), "cifar-100"),
         (("class_path: lightning_modules.mlp.BackpropMLP", "class_path: lightning_modules.mlp.Nope"), "Nope"),
