@@ -176,3 +176,24 @@ def test_a_copied_results_tree_renders_deviation_links(tmp_path):
     text = leaderboard.render_markdown(tmp_path)
     assert "| deviations from the paper |" in text and "[data, recipe ×2](entries.md#mlp)" in text
     assert "13.98 (suite)" in text
+
+
+def test_milestones_reference_recomputes_the_committed_record(real_data_dir, monkeypatch, tmp_path, capsys):
+    """The README's `milestones reference least-squares --task mnist`, on the real data: the committed 13.98 %."""
+    from benchmarks.cli import main
+
+    monkeypatch.setattr(references, "REFERENCES_DIR", tmp_path)
+    main(["reference", "least-squares", "--task", "mnist", "--data-dir", str(real_data_dir), "--offline"])
+    assert "least-squares on mnist: error 13.9800" in capsys.readouterr().out
+    fresh = references.read_reference("mnist", "least-squares")
+    committed = json.loads((leaderboard.paths.LEADERBOARD_DIR / "references/mnist/least-squares.json").read_text())
+    assert fresh["value"] == committed["value"] and fresh["details"] == committed["details"]
+    assert fresh["dataset"] == committed["dataset"]
+
+
+def test_milestones_reference_of_an_unknown_name_is_one_line(capsys):
+    from benchmarks.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["reference", "oracle", "--task", "mnist", "--offline"])
+    assert info.value.code == 2 and "unknown reference 'oracle'" in capsys.readouterr().err
