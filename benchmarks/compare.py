@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks import paths
 from benchmarks.environment import drift, environment, hardware_label
 from benchmarks.harness import BenchError, resolve_wandb
-from benchmarks.registry import get_entry
+from benchmarks.registry import get_entry, review
 from benchmarks.results import Result, find_results, read_result
 from benchmarks.stats import median_range, welch_p_better
 
@@ -61,7 +61,7 @@ def table(results: list[tuple[Path, Result]]) -> list[str]:
 
     add("file", [path.name for path, _ in results])
     add("entry / task", [f"{r.entry} / {r.task}" for _, r in results])
-    add("division", [r.division for _, r in results])
+    add("division", [review(r.entry, r.config | {"division": r.division})["division"] for _, r in results])
     add("status", [r.status + (" (smoke)" if r.smoke else "") for _, r in results])
     add("metric", [f"{r.metric} ({'lower' if r.direction == 'min' else 'higher'} is better)" for _, r in results])
     add("mean ± std (n)", [f"{a.mean:.3f} ± {a.std:.3f} ({a.n})" if (a := r.aggregate) else "—" for _, r in results])

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from benchmarks import paths
 from benchmarks.environment import hardware_label
-from benchmarks.registry import DEVIATION_KINDS, REFERENCE_KINDS, all_entries, get_entry
+from benchmarks.registry import DEVIATION_KINDS, REFERENCE_KINDS, all_entries, review
 from benchmarks.results import Result, artifact_path, find_results, read_result, write_atomic
 from benchmarks.stats import median_range, welch_p_better
-from benchmarks.tasks import UnknownNameError, all_tasks
+from benchmarks.tasks import all_tasks
 
 README_TASK = "mnist"  # the table copied into the project's README
 ENTRIES_PAGE = "entries.md"  # every entry's division, reference and deviations, generated from the registry
@@ -43,17 +43,12 @@ def _relative(path: Path) -> str:
         return path.name
 
 
-def review(result: Result) -> dict:
-    """The registry's review of the entry — division, paper, reference and deviations — as of this commit; the
-    result's own record of them when the entry is not registered (validate refuses such a file)."""
-    try:
-        return get_entry(result.entry).config.model_dump(mode="json")
-    except UnknownNameError:
-        return result.config | {"division": result.division}
-
-
 def _row(path: Path, result: Result) -> dict:
-    agg, tasks, config = result.aggregate, all_tasks(), review(result)
+    agg, tasks, config = (
+        result.aggregate,
+        all_tasks(),
+        review(result.entry, result.config | {"division": result.division}),
+    )
     reported = config.get("reported") or {}
     shown = reported.get("task") == result.task or (reported and reported.get("task") not in tasks)
     min_seeds = tasks[result.task].min_seeds if result.task in tasks else 1
@@ -419,5 +414,8 @@ def check(results_dir=None, out_dir=None) -> list[str]:
     problems = []
     for path, text in outputs(results_dir, out_dir).items():
         if not path.exists() or path.read_text() != text:
-            problems.append(f"{path}: differs from a rebuild from the result files and the registry; run `milestones leaderboard` (make leaderboard)")
+            problems.append(
+                f"{path}: differs from the result files and the registry's review; run `milestones leaderboard` "
+                "(make leaderboard)"
+            )
     return problems

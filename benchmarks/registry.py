@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmarks.paths import CONFIG_DIR
-from benchmarks.tasks import Task, get_task, unknown
+from benchmarks.tasks import Task, UnknownNameError, get_task, unknown
 
 
 class ConfigError(ValueError):
@@ -206,6 +206,15 @@ def entry_from_resolved(resolved: dict[str, Any], source: Path, registry: Entry 
 # recipe summary, deviations, default seed count) are the suite's description and review of the recipe: they can be
 # corrected after a run — an entry reclassified as open, a reference given its kind — without making its results stale.
 RUN_FIELDS = ("entry", "task", "model", "data", "trainer")
+
+
+def review(entry_name: str, recorded: dict[str, Any]) -> dict[str, Any]:
+    """The registry's review of an entry — division, paper, reference and deviations — as of this commit; what a result
+    recorded (``recorded``, its config with its division) when the entry is not registered (validate refuses those)."""
+    try:
+        return get_entry(entry_name).config.model_dump(mode="json")
+    except UnknownNameError:
+        return recorded
 
 
 def run_config(resolved: dict[str, Any]) -> dict[str, Any]:
