@@ -8,36 +8,44 @@ Faithful points (section numbers are the paper's):
 - conv1 96@11×11 stride 4 → ReLU → LRN → max-pool 3×3 stride 2 (overlapping, §3.4) → conv2 256@5×5 in two groups →
   ReLU → LRN → pool → conv3 384@3×3 (connected across both towers) → conv4 384@3×3 and conv5 256@3×3 in two groups →
   pool → FC6 4096 → FC7 4096 → FC8 (one unit per class) with softmax (§3.5, Fig. 2). The two groups are the paper's
-  two-GPU split: a grouped layer sees only the kernel maps of its own tower (§3.2).
+  two-GPU split: a grouped layer sees only the kernel maps of its own tower (§3.2), so one device computes exactly
+  the two GPUs' function.
 - ReLU everywhere (§3.1); LRN b = a / (k + α Σ a²)^β over n = 5 adjacent maps, k = 2, α = 1e-4, β = 0.75 (§3.3),
-  written out below with its gradient (PyTorch's ``nn.LocalResponseNorm`` divides α by n, and is 2× slower on CPU).
+  the sum clipped at map 0 and N − 1 with N all the layer's kernels as §3.3 writes it, written out below with its
+  gradient (PyTorch's ``nn.LocalResponseNorm`` divides α by n, and is 2× slower on CPU).
 - dropout 0.5 on the outputs of FC6 and FC7 (§4.2);
 - weights N(0, 0.01); biases 1 in conv2, conv4, conv5, FC6, FC7 and 0 elsewhere (§5);
-- SGD, batch 128, momentum 0.9, weight decay 5e-4, learning rate 0.01 divided by 10 when the validation error stops
-  improving (§5). The paper divided by hand; here ``ReduceLROnPlateau`` does it after ``lr_patience`` epochs without
-  a new best validation error.
-- input: the mean RGB value of the training set is subtracted from raw 0-255 pixel values (§2). Random 224 crops of
-  256-pixel images, horizontal flips and PCA lighting noise (§4.1) are applied to whole batches by the data module.
-- test: the centre crop, or optionally the average softmax of ten crops (four corners and centre, and their mirror
-  images, §4.1) — ``test_crops`` is recorded with the result.
+- SGD, batch 128, momentum 0.9, weight decay 5e-4, learning rate 0.01 divided by 10 "when the validation error rate
+  stopped improving" (§5). The paper divided by hand and gives no count of epochs; here ``ReduceLROnPlateau`` does
+  it with PyTorch's meaning of ``patience``: an epoch whose validation error is not a new best (relative threshold
+  1e-4) is a bad epoch, and the rate is divided when the bad epochs in a row exceed ``lr_patience`` — with the
+  default 2, at the end of the third. The validation error of a few hundred held-out images moves by several points
+  from one epoch to the next, so two bad epochs are not yet a plateau.
+- input (§2) and test (§4.1) are the data's and the task's, never this file's: the model is fed 224×224 crops of raw
+  0-255 RGB minus the training set's mean image (the data module's ``normalisation: mean-image``, named in the
+  entry's config), and the task averages the softmax of ten crops per test image (four corners and centre, and their
+  mirror images). Random 224 crops of 256-pixel images, horizontal flips and PCA lighting noise (§4.1) are applied
+  to whole batches by the data module.
 
-Deviation (documented): conv1 is padded by 2 so that a 224 input gives the 55×55 maps of Fig. 2 (the paper's 224 and
-55 are inconsistent without padding). PyTorch's SGD folds weight decay and momentum as v ← 0.9 v + g + 5e-4 w,
-w ← w − ε v; the paper's v ← 0.9 v − 5e-4 ε w − ε g is the same update while ε is constant.
+Deviations (the entry's config lists each with its reason, with those of data, budget and protocol):
+- conv1 is padded by 2 so that a 224 input gives the 55×55 maps of Fig. 2 (the paper's 224 and 55 are inconsistent
+  without padding).
+- dropout is PyTorch's inverted dropout: kept units are scaled by 2 while training and nothing at test, where §4.2
+  keeps them as they are and multiplies the outputs by 0.5 at test. Mapping W = 2 W' makes the two networks the same
+  function in training and at test, and then SGD on W' is SGD on W with 4× the learning rate: ours trains like the
+  paper's network with FC7's and FC8's weights initialised at N(0, 0.02) and updated 4× faster (same decay rate).
+- PyTorch's SGD folds weight decay and momentum as v ← 0.9 v + g + 5e-4 w, w ← w − ε v; the paper's
+  v ← 0.9 v − 5e-4 ε w − ε g, w ← w + v is the same update while ε is constant, and differs for a few steps after a
+  division of ε (the velocity then holds gradients scaled by the old rate in the paper's form, by the new in ours).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.base import Classifier
-
-IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)  # mean pixel of the ILSVRC-2012 training set, 0-255 scale
 
 
 class AlexNet(Classifier):
@@ -48,11 +56,8 @@ class AlexNet(Classifier):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         lr_factor: float = 0.1,
-        lr_patience: int = 2,
+        lr_patience: int = 2,  # PyTorch's meaning: divide after lr_patience + 1 epochs in a row without a new best
         dropout: float = 0.5,
-        crop_size: int = 224,
-        test_crops: Literal[1, 10] = 1,
-        mean_rgb: tuple[float, float, float] = IMAGENET_MEAN_RGB,
     ) -> None:
         super().__init__(num_classes)
         self.save_hyperparameters()
@@ -64,9 +69,6 @@ class AlexNet(Classifier):
             nn.Linear(4096, num_classes),  # (B, C) logits; the softmax is in the loss
         )  # fmt: skip
         self.reset_parameters()
-        self.register_buffer("mean_rgb", torch.tensor(mean_rgb).view(1, 3, 1, 1), persistent=False)
-        self.val_top5 = MulticlassAccuracy(num_classes=num_classes, top_k=min(5, num_classes), average="micro")
-        self.test_top5 = MulticlassAccuracy(num_classes=num_classes, top_k=min(5, num_classes), average="micro")
 
     def make_features(self) -> nn.Sequential:
         return nn.Sequential(
@@ -90,51 +92,15 @@ class AlexNet(Classifier):
             nn.init.normal_(layer.weight, 0.0, 0.01)
             nn.init.constant_(layer.bias, 1.0 if index in ones else 0.0)
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """x in [0, 1] (the harness's convention) → raw 0-255 values minus the training set's mean RGB (§2)."""
-        return x * 255.0 - self.mean_rgb
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalise(x)))  # (B, C) logits
-
-    def predict(self, x: torch.Tensor, crops: int) -> torch.Tensor:
-        """Class probabilities for evaluation images (B, 3, S, S) with S ≥ crop_size: centre crop or ten crops."""
-        size = self.hparams.crop_size
-        if crops == 1:
-            top = (x.shape[-2] - size) // 2
-            left = (x.shape[-1] - size) // 2
-            return self(x[..., top : top + size, left : left + size]).float().softmax(-1)
-        views = ten_crop(x, size)  # (10, B, 3, size, size)
-        probabilities = torch.stack([self(view).float().softmax(-1) for view in views])
-        return probabilities.mean(0)  # (B, C): §4.1 averages the softmax of the ten patches
+        """x: (B, 3, 224, 224) crops, normalised by the data module → (B, C) logits."""
+        return self.classifier(self.features(x))
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = F.cross_entropy(self(x).float(), y.long())
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        probabilities = self.predict(x, crops=1)  # model selection and the plateau schedule use the centre crop
-        self.val_accuracy.update(probabilities, y)
-        self.val_top5.update(probabilities, y)
-
-    def test_step(self, batch, batch_idx):
-        x, y = batch
-        probabilities = self.predict(x, crops=self.hparams.test_crops)
-        self.test_accuracy.update(probabilities, y)
-        self.test_top5.update(probabilities, y)
-
-    def on_validation_epoch_end(self):
-        super().on_validation_epoch_end()
-        self.log("val/top5_error", 100 - self.val_top5.compute().float() * 100)
-        self.val_top5.reset()
-
-    def on_test_epoch_end(self):
-        super().on_test_epoch_end()
-        self.log("test/top5_error", 100 - self.test_top5.compute().float() * 100)
-        self.test_top5.reset()
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -179,12 +145,3 @@ class _LocalResponseNorm(torch.autograd.Function):
         # ∂L/∂a_j = g_j d_j^-β − 2αβ a_j Σ_{i: j in window(i)} g_i a_i d_i^(-β-1); the window is symmetric
         inner = torch.matmul((grad * a * scale / d).movedim(1, -1), band).movedim(-1, 1)
         return grad * scale - (2 * ctx.alpha * ctx.beta) * a * inner, None, None, None, None
-
-
-def ten_crop(x: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """The four corner crops and the centre crop of a batch (B, C, H, W), and their horizontal mirrors (§4.1)."""
-    height, width = x.shape[-2:]
-    top, left = (height - size) // 2, (width - size) // 2
-    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), (top, left)]
-    crops = [x[..., i : i + size, j : j + size] for i, j in corners]
-    return crops + [crop.flip(-1) for crop in crops]

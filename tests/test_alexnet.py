@@ -1,13 +1,15 @@
-"""AlexNet's paper details that a shape test would not catch: LRN's formula and gradient, the towers, the init,
-ten-crop testing, and that the open variant is torchvision's network."""
+"""AlexNet's paper details that a shape test would not catch: LRN's formula and gradient, the towers, the init, the
+plateau schedule's count, and that the open variant is torchvision's network. The input (§2) and the ten-crop test
+(§4.1) are the data's and the task's: tests/test_images.py."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 
-from lightning_modules.alexnet import AlexNet, LocalResponseNorm, ten_crop
+from lightning_modules.alexnet import AlexNet, LocalResponseNorm
 from lightning_modules.alexnet_owt import AlexNetOWT
 
 
@@ -38,19 +40,25 @@ def test_initialisation_follows_section_5():
     assert biases == [[0.0], [1.0], [0.0], [1.0], [1.0], [1.0], [1.0], [0.0]]  # 1 in conv2, conv4, conv5, FC6, FC7
 
 
-def test_ten_crop_views_and_averaged_prediction():
-    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
-    views = ten_crop(x, 4)
-    assert len(views) == 10 and all(v.shape == (2, 3, 4, 4) for v in views)
-    assert torch.equal(views[0], x[..., :4, :4]) and torch.equal(views[4], x[..., 1:5, 1:5])
-    assert torch.equal(views[5], views[0].flip(-1))
-    model = AlexNet(num_classes=10, test_crops=10).eval()
-    images = torch.rand(2, 3, 256, 256)
+def test_the_plateau_schedule_divides_on_the_third_epoch_without_a_new_best():
+    """PyTorch's patience 2: two bad epochs keep the rate, the third divides it (what the recipe text says)."""
+    model = AlexNet(num_classes=10, lr=0.001)
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for error in (50.0, 49.0, 49.5, 49.2, 49.0, 49.1):  # a new best at epoch 1; then bad, bad, bad(=), bad
+        scheduler.step(error)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[:4] == [0.001] * 4 and rates[4] == rates[5] == pytest.approx(0.0001)
+
+
+def test_the_model_takes_normalised_crops_and_holds_no_data_code():
+    """The §2 mean image and the §4.1 ten crops live in the data module and the task: forward is the network."""
+    model = AlexNet(num_classes=10).eval()
+    x = torch.randn(2, 3, 224, 224) * 60  # raw 0-255 pixels minus a mean: what the data module feeds it
     with torch.no_grad():
-        expected = torch.stack([model(v).softmax(-1) for v in ten_crop(images, 224)]).mean(0)
-        assert torch.allclose(model.predict(images, crops=10), expected, atol=1e-6)
-        centre = model.predict(images, crops=1)
-        assert torch.allclose(centre, model(images[..., 16:240, 16:240]).softmax(-1))
+        assert torch.equal(model(x), model.classifier(model.features(x)))
+    assert not any(hasattr(model, name) for name in ("normalise", "predict", "mean_rgb", "test_crops"))
 
 
 def test_the_open_variant_is_torchvisions_alexnet():
@@ -58,6 +66,11 @@ def test_the_open_variant_is_torchvisions_alexnet():
     theirs = [tuple(p.shape) for p in torchvision.models.alexnet(num_classes=10).parameters()]
     assert ours == theirs
     assert not any(isinstance(m, LocalResponseNorm) for m in AlexNetOWT(num_classes=10).modules())
+    features = [repr(m).replace("inplace=True", "") for m in AlexNetOWT(num_classes=10).features]
+    assert features == [repr(m).replace("inplace=True", "") for m in torchvision.models.alexnet().features]
+    convs = [m.out_channels for m in AlexNetOWT(num_classes=10).features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [64, 192, 384, 256, 256], "torchvision's widths; the 2014 paper's footnote has 384 in conv4"
+    assert AlexNetOWT().hparams.lr == 0.01 and AlexNet().hparams.lr == 0.01  # the alexnet entry sets 0.001
 
 
 def test_swapping_in_torchs_lrn_keeps_the_function():

@@ -1,4 +1,5 @@
-"""The image pipeline: manifests, the decoded cache, batched augmentation, bad inputs, and AlexNet through the harness.
+"""The image pipeline: manifests, the decoded cache, batched augmentation, the training set's mean image (AlexNet §2),
+the ten-crop test (§4.1), bad inputs, and AlexNet through the harness.
 
 Fixtures are tiny JPEG/PNG folders made here (odd sizes, grayscale, CMYK, alpha); the real Imagenette copy is only
 checked against the committed manifest, and only where MILESTONES_DATA holds it.
@@ -17,8 +18,18 @@ from PIL import Image
 from benchmarks.harness import run_benchmark
 from benchmarks.tasks import get_task
 from benchmarks.tasks.files import DataError
-from benchmarks.tasks.imagecache import AugmentedBatches, CacheSpec, EvalBatches, decode, ensure_cache
-from benchmarks.tasks.imagenette import Imagenette224Data, ImagenetteData
+from benchmarks.tasks.imagecache import (
+    AugmentedBatches,
+    CacheSpec,
+    EvalBatches,
+    Normalisation,
+    TenCropBatches,
+    cached_mean_image,
+    decode,
+    ensure_cache,
+    ten_crop,
+)
+from benchmarks.tasks.imagenette import Imagenette224Data, ImagenetteData, logits_by_image, ten_crop_probabilities
 from benchmarks.tasks.manifest import read_manifest, scan_folder, verify, write_manifest
 
 CLASSES = ["n01", "n02", "n03"]
@@ -126,6 +137,24 @@ def test_batched_crop_and_flip_equal_the_per_image_crop_and_flip():
         assert torch.equal(out[i], expected.flip(-1) if flip[i] else expected)
 
 
+def test_the_mean_image_is_subtracted_at_the_same_stored_pixel_before_the_crop_and_flip():
+    """A training crop is crop(image − mean image), mirrored with it: the mean is aligned pixel by pixel (§2)."""
+    store = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    mean = torch.rand(3, 32, 32) * 255  # a mean image with structure, so a misaligned subtraction shows
+    std = torch.tensor([2.0, 3.0, 4.0])
+    normalisation = Normalisation(mean, std)
+    batches = AugmentedBatches(store, torch.zeros(6), torch.arange(6), 6, 24, seed=0, epoch=lambda: 0, lighting=None,
+                               normalisation=normalisation)  # fmt: skip
+    out = batches.augment(store, torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    top, left = torch.randint(0, 9, (6,), generator=generator), torch.randint(0, 9, (6,), generator=generator)
+    flip = torch.rand(6, generator=generator) < 0.5
+    centred = (store.float() - mean) / std[:, None, None]  # the whole stored image first, then its crop
+    for i in range(6):
+        expected = centred[i, :, top[i] : top[i] + 24, left[i] : left[i] + 24]
+        assert torch.allclose(out[i], expected.flip(-1) if flip[i] else expected, atol=1e-4)
+
+
 def test_augmentation_is_a_function_of_seed_and_epoch():
     store = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
     basis = (torch.eye(3), torch.tensor([0.2, 0.05, 0.01]))
@@ -154,6 +183,159 @@ def test_eval_batches_are_whole_images_in_order():
     batches = list(EvalBatches(store, torch.arange(5), torch.arange(5), 2, torch.device("cpu")))
     assert [len(y) for _, y in batches] == [2, 2, 1]
     assert torch.equal(torch.cat([x for x, _ in batches]), store.float() / 255)
+
+
+def test_validation_batches_are_the_normalised_centre_crop():
+    store = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    mean = torch.rand(3, 8, 8) * 255
+    (x, y), = EvalBatches(store, torch.arange(3), torch.arange(3), 3, torch.device("cpu"), crop_size=6,
+                          normalisation=Normalisation(mean, torch.ones(3)))  # fmt: skip
+    assert torch.allclose(x, (store.float() - mean)[..., 1:7, 1:7]) and torch.equal(y, torch.arange(3))
+
+
+def position_image(size: int) -> torch.Tensor:
+    """(1, 3, size, size) whose pixel (i, j) holds 100·i + j in every channel: a crop names where it came from."""
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return (100 * rows + cols).float().expand(1, 3, size, size)
+
+
+def test_the_ten_crops_are_the_four_corners_the_centre_and_their_mirror_images():
+    """AlexNet §4.1: five 224 patches (four corners, centre) and their horizontal reflections, at their pixels."""
+    views = ten_crop(position_image(256), 224)
+    assert len(views) == 10 and all(v.shape == (1, 3, 224, 224) for v in views)
+    top_left = [(int(v[0, 0, 0, 0]) // 100, int(v[0, 0, 0, 0]) % 100) for v in views[:5]]
+    assert top_left == [(0, 0), (0, 32), (32, 0), (32, 32), (16, 16)]  # TL, TR, BL, BR, centre (256 − 224 = 32)
+    bottom_right = [int(v[0, 0, -1, -1]) for v in views[:5]]
+    assert bottom_right == [223 * 100 + 223, 223 * 100 + 255, 255 * 100 + 223, 255 * 100 + 255, 239 * 100 + 239]
+    for plain, mirrored in zip(views[:5], views[5:]):
+        assert torch.equal(mirrored, plain.flip(-1))  # the same patch, columns reversed
+        assert int(mirrored[0, 0, 0, 0]) == int(plain[0, 0, 0, -1]) and not torch.equal(mirrored, plain)
+
+
+def test_ten_crop_batches_are_view_major_normalised_crops_of_the_test_images():
+    rows, cols = torch.meshgrid(torch.arange(12), torch.arange(12), indexing="ij")
+    store = torch.stack([(10 * rows + cols + k).to(torch.uint8).expand(3, 12, 12) for k in range(5)])  # (5, 3, 12, 12)
+    mean = torch.rand(3, 12, 12) * 50
+    normalisation = Normalisation(mean, torch.tensor([1.0, 2.0, 4.0]))
+    batches = TenCropBatches(store, torch.arange(5) * 7, torch.arange(5), 2, torch.device("cpu"), 8, normalisation)
+    chunks = list(batches)
+    assert len(batches) == len(chunks) == 3 and [len(c) for c in chunks] == [20, 20, 10]
+    assert torch.equal(batches.labels, torch.arange(5) * 7)
+    centred = (store.float() - mean) / normalisation.std[:, None, None]  # normalised at the stored pixel, then cropped
+    for view, expected in enumerate(ten_crop(centred[:2], 8)):
+        assert torch.allclose(chunks[0][2 * view : 2 * view + 2], expected)  # view-major: view k of images 0 and 1
+
+
+def test_the_ten_crop_prediction_is_the_mean_of_the_ten_softmaxes():
+    torch.manual_seed(0)
+    batches = [torch.randn(10 * 3, 4), torch.randn(10 * 2, 4)]  # two predict batches of 3 and 2 images, view-major
+    logits = torch.cat(logits_by_image(batches))  # (5, 10, 4)
+    mean, centre = ten_crop_probabilities(logits)
+    for batch, first in ((batches[0], 0), (batches[1], 3)):
+        for image in range(len(batch) // 10):
+            views = batch.view(10, -1, 4)[:, image]  # the image's ten rows of logits
+            expected = torch.stack([row.softmax(-1) for row in views]).mean(0)
+            assert torch.allclose(mean[first + image], expected, atol=1e-6)
+            assert torch.allclose(centre[first + image], views[4].softmax(-1))
+    assert not torch.allclose(mean, logits.mean(1).softmax(-1)), "softmaxes averaged, not logits"
+
+
+def tiny_imagenette(folder: Path, tmp_path: Path, monkeypatch, val_size: int = 6) -> Path:
+    """``folder`` served as imagenette-224re (its own manifest, a tmp cache); returns the data folder."""
+    manifest = tmp_path / "manifest.csv.gz"
+    write_manifest(scan_folder(folder, ("train", "val")), manifest)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "imagenette2-224").symlink_to(folder)
+    monkeypatch.setattr(Imagenette224Data, "manifest_path", manifest)
+    monkeypatch.setattr(Imagenette224Data, "val_size", val_size)
+    monkeypatch.setenv("MILESTONES_CACHE", str(tmp_path / "cache"))
+    return data_dir
+
+
+def test_the_mean_image_is_the_mean_of_the_training_images_only(folder, tmp_path, monkeypatch):
+    """§2's mean is over the images the model trains on: not the held-out ones, not the (here white) test images."""
+    for image in (folder / "val").rglob("*.*"):
+        Image.new("RGB", (56, 40), (255, 255, 255)).save(image.with_suffix(".png"))
+        image.unlink()
+    data = Imagenette224Data(tiny_imagenette(folder, tmp_path, monkeypatch), 4, cache_dir=tmp_path / "cache")
+    data.setup()
+    train = np.load(data.cache_folder() / "train.npy").astype(np.float64)
+    expected = train[data.train_indices.numpy()].mean(0)
+    assert np.allclose(data.normalisation.mean.numpy(), expected, atol=1e-4)
+    assert data.normalisation.mean.shape == (3, 256, 256) and torch.equal(data.normalisation.std, torch.ones(3))
+    assert not np.allclose(expected, train.mean(0), atol=0.1), "the 6 held-out images are left out"
+    test = np.load(data.cache_folder() / "val.npy").astype(np.float64)
+    assert (test == 255).all() and not np.allclose(expected, np.concatenate([train, test]).mean(0), atol=0.1)
+    x, _ = next(iter(data.val_dataloader()))  # the held-out images' centre crops, minus the same mean's centre
+    held_out = torch.from_numpy(train[data.val_indices.numpy()[:1]]).float()
+    assert torch.allclose(x[:1], (held_out - data.normalisation.mean)[..., 16:240, 16:240], atol=1e-3)
+
+
+def test_a_corrupt_cached_mean_image_is_rebuilt(tmp_path, capsys):
+    store = np.random.default_rng(0).integers(0, 256, (7, 3, 16, 16), dtype=np.uint8)
+    indices = np.array([5, 0, 2, 3])
+    expected = store[indices].astype(np.float64).mean(0)
+    first = cached_mean_image(tmp_path, "train", store, indices)
+    assert np.allclose(first, expected) and first.dtype == np.float32
+    (saved,) = tmp_path.glob("train-mean-*.npy")
+    assert np.array_equal(cached_mean_image(tmp_path, "train", store, indices), first), "reused when intact"
+    data = bytearray(saved.read_bytes())
+    data[-5] ^= 0xFF  # one flipped pixel value: still a loadable array, with the wrong numbers
+    saved.write_bytes(bytes(data))
+    assert np.array_equal(cached_mean_image(tmp_path, "train", store, indices), first)
+    assert "sha256 differs" in capsys.readouterr().out
+    assert np.array_equal(np.load(saved), first), "the file was written again"
+    saved.write_bytes(b"truncated")
+    assert np.array_equal(cached_mean_image(tmp_path, "train", store, indices), first)
+    other = cached_mean_image(tmp_path, "train", store, np.array([1, 6]))  # another training split: its own file
+    assert np.allclose(other, store[[1, 6]].astype(np.float64).mean(0)) and len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_imagenet_channel_normalisation_is_torchvisions(folder, tmp_path, monkeypatch):
+    from torchvision.transforms import Normalize
+
+    data_dir = tiny_imagenette(folder, tmp_path, monkeypatch)
+    data = Imagenette224Data(data_dir, 4, cache_dir=tmp_path / "cache", normalisation="imagenet-channel")
+    data.setup()
+    x, _ = next(iter(data.test_dataloader()))
+    raw = torch.from_numpy(np.load(data.cache_folder() / "val.npy")[: len(x)]).float() / 255
+    expected = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(raw[..., 16:240, 16:240])
+    assert torch.allclose(x, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="mean-image, imagenet-channel"):
+        Imagenette224Data(data_dir, 4, normalisation="per-pixel")
+
+
+def test_the_task_tests_every_entry_on_ten_crops_through_its_forward(folder, tmp_path, monkeypatch):
+    """TenCropTask.evaluate: the best weights' forward on each test image's ten crops, softmax averaged; the centre
+    crop alone beside it. Checked against the same sums done by hand with a small model."""
+    import lightning as L
+
+    from lightning_modules.base import Classifier
+
+    class Tiny(Classifier):
+        def __init__(self):
+            super().__init__(3)
+            self.head = torch.nn.Linear(3 * 4 * 4, 3)
+
+        def forward(self, x):
+            return self.head(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+    data = Imagenette224Data(tiny_imagenette(folder, tmp_path, monkeypatch), 4, cache_dir=tmp_path / "cache")
+    data.setup()
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = get_task("imagenette-224re").evaluate(trainer, model, data, ckpt_path=None)
+    store, labels = data.stores["val"]
+    images = data.normalisation.apply(torch.from_numpy(np.array(store)))
+    with torch.no_grad():
+        probabilities = torch.stack([model(view).softmax(-1) for view in ten_crop(images, 224)])  # (10, N, C)
+    ten = (probabilities.mean(0).argmax(-1) == labels).double().mean().item() * 100
+    centre = (probabilities[4].argmax(-1) == labels).double().mean().item() * 100
+    assert metrics["error"] == pytest.approx(100 - ten) and metrics["error_center"] == pytest.approx(100 - centre)
+    assert metrics["top5_error"] == metrics["top5_error_center"] == 0.0  # 3 classes: the label is always in the top 5
+    assert set(metrics) == {"error", "accuracy", "top5_error", "error_center", "top5_error_center"}
 
 
 def test_imagenette_224re_without_data_says_what_to_do(tmp_path):
@@ -185,7 +367,9 @@ def test_alexnet_trains_through_the_harness_on_a_tiny_image_set(folder, tmp_path
     result, path = run_benchmark("alexnet", quick(task="imagenette-224re", data_dir=str(data_dir)))
     assert result.status == "ok" and path.exists()
     metrics = result.seeds[0].metrics
-    assert set(metrics) >= {"error", "top5_error"} and 0 <= metrics["top5_error"] <= metrics["error"] <= 100
+    assert set(metrics) >= {"error", "top5_error", "error_center", "top5_error_center"}
+    assert 0 <= metrics["top5_error"] <= metrics["error"] <= 100
+    assert 0 <= metrics["top5_error_center"] <= metrics["error_center"] <= 100
     assert result.dataset == {"imagenette2-224/manifest": "sha256:" + __import__("hashlib").sha256(
         manifest.read_bytes()).hexdigest()}  # fmt: skip
 

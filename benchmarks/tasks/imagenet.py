@@ -6,7 +6,8 @@ shipped class list: ``classlists/imagenet100.txt`` is the 100-class list of CMC 
 common "ImageNet-100"), ``classlists/imagenet10.txt`` Imagenette's 10 classes. ImageNet cannot be downloaded without
 an account, so it is never downloaded. On first use every file of those classes is hashed into a manifest (kept in
 the cache folder); its sha256 goes into each result, so a row names exactly which images it used. Protocol: as
-Imagenette's (a held-out part of train for selection, the official val images as the test set).
+Imagenette's (a held-out part of train for selection on its centre crop, the official val images as the test set,
+tested with ten crops: ``imagenette.TenCropTask``).
 
 ``tiny-imagenet``: Stanford CS231n's Tiny ImageNet (200 classes, 64×64; 100,000 train, 10,000 val with labels), from
 the original ``tiny-imagenet-200.zip`` (downloaded when online, md5-checked) or its extracted folder. The 64-px
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from benchmarks.tasks.base import Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
-from benchmarks.tasks.imagenette import PROTOCOL, TOP1_ERROR
+from benchmarks.tasks.imagenette import EVALUATION, PROTOCOL, TEN_CROP_METRICS, TOP1_ERROR, TenCropTask
 from benchmarks.tasks.imageset import ImageSetData
 from benchmarks.tasks.manifest import scan_folder, sha256_file, write_manifest
 
@@ -133,7 +134,7 @@ def sort_tiny_imagenet(source: Path, target: Path) -> None:
 
 
 def subset_task(name: str, description: str, datamodule, classes: int, protocol: str = PROTOCOL, size=224) -> Task:
-    return Task(
+    return TenCropTask(
         name=name,
         description=description,
         metric=TOP1_ERROR,
@@ -142,18 +143,18 @@ def subset_task(name: str, description: str, datamodule, classes: int, protocol:
         make_datamodule=datamodule,
         model_inputs={"num_classes": classes, "input_shape": (3, size, size)},
         protocol=protocol,
-        extra_metrics=("top5_error",),
+        extra_metrics=TEN_CROP_METRICS,
     )
 
 
 TASKS = [
     subset_task("imagenet-100", "ILSVRC-2012, the 100 classes of CMC's ImageNet-100 (local copy)", ImageNetSubsetData,
                 100, "ILSVRC-2012 train of 100 classes − 2,500 held out (seed 0) / official val (5,000) as test; "
-                "256-px storage, 224 crops; best-val checkpoint tested once; top-1 error % (top-5 recorded)"),
+                "256-px storage, 224 crops; " + EVALUATION),
     subset_task("imagenet-10", "ILSVRC-2012, Imagenette's 10 classes at full resolution (local copy)", ImageNet10Data,
                 10, "ILSVRC-2012 train of 10 classes − 500 held out (seed 0) / official val (500) as test; "
-                "256-px storage, 224 crops; best-val checkpoint tested once; top-1 error % (top-5 recorded)"),
+                "256-px storage, 224 crops; " + EVALUATION),
     subset_task("tiny-imagenet", "Tiny ImageNet (CS231n), 200 classes, 64×64", TinyImageNetData, 200,
-                "100k train − 5,000 held out (seed 0) / 10k val as test; 64-px storage, 56 crops; best-val "
-                "checkpoint tested once; top-1 error % (top-5 recorded)", size=56),
+                "100k train − 5,000 held out (seed 0) / 10k val as test; 64-px storage, 56 crops; " + EVALUATION,
+                size=56),
 ]  # fmt: skip

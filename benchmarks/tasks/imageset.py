@@ -3,7 +3,17 @@
 Subclasses say where the files are (``root``), which they are (``records`` and ``manifest_sha256``) and how to get them
 (``fetch``, the only place that may download). This class verifies the files against the manifest before the cache is
 built, holds out a fixed validation split of the training images, and hands out batches: augmented crops for
-training, whole stored images for evaluation (the model takes the centre crop or ten crops).
+training, the centre crop for validation (and ``trainer.test``), and the ten crops of AlexNet §4.1 for the test
+(``ten_crop_dataloader``, which the task's evaluation runs). The model only ever sees crops of ``crop_size``.
+
+Every batch is normalised as the entry's config names it (``data.init_args.normalisation``, one per entry):
+
+- ``mean-image``: AlexNet §2, "subtracting the mean activity over the training set from each pixel": raw 0–255 RGB
+  minus the mean image (3, S, S) of the training images (the ones the model trains on: the held-out and test images
+  are not in it), subtracted at the stored pixel before a crop or flip, alike for training, validation and test.
+  Computed once from the decoded cache and kept beside it with its own checksum (``imagecache.cached_mean_image``).
+- ``imagenet-channel``: torchvision's ``Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))`` of pixels
+  in [0, 1], the input its ImageNet models (and its AlexNet weights) are trained with.
 """
 
 from __future__ import annotations
@@ -19,12 +29,19 @@ from benchmarks.tasks.imagecache import (
     AugmentedBatches,
     CacheSpec,
     EvalBatches,
+    Normalisation,
+    TenCropBatches,
     cache_path,
+    cached_mean_image,
     ensure_cache,
     open_split,
     pca_lighting_basis,
 )
 from benchmarks.tasks.manifest import ImageRecord, read_manifest, sha256_file, verify
+
+NORMALISATIONS = ("mean-image", "imagenet-channel")
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet per-channel mean and std, [0, 1] scale
+TORCHVISION_STD = (0.229, 0.224, 0.225)
 
 
 class ImageSetData(L.LightningDataModule):
@@ -35,15 +52,19 @@ class ImageSetData(L.LightningDataModule):
     split_seed = 0  # fixed: every run validates on the same images
     train_split, test_split = "train", "val"
     lighting_std = 0.1  # AlexNet §4.1: α ~ N(0, 0.1)
-    eval_batch_size = 200
+    eval_batch_size = 200  # images per validation batch; crops per ten-crop test batch (20 images × 10 views)
 
     def __init__(self, data_dir: Path | None, batch_size: int, seed: int = 0, download: bool = True,
-                 cache_dir: Path | None = None) -> None:  # fmt: skip
+                 cache_dir: Path | None = None, normalisation: str = "mean-image") -> None:  # fmt: skip
         super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation {normalisation!r}: one of {', '.join(NORMALISATIONS)}")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.batch_size, self.seed, self.download = batch_size, seed, download
         self.cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
+        self.normalisation_name = normalisation
         self.stores: dict | None = None
+        self.normalisation: Normalisation | None = None  # set up with the stores
         self.device: torch.device | None = None  # without a trainer (tools, tests): where batches are made
 
     # --- what a subclass provides -------------------------------------------------------------------------------
@@ -103,10 +124,21 @@ class ImageSetData(L.LightningDataModule):
             self.val_indices, self.train_indices = order[: self.val_size].sort().values, order[self.val_size :]
             train_store = stores[self.train_split][0]
             self.lighting = pca_lighting_basis(train_store, self.train_indices.numpy())
+            self.normalisation = self.make_normalisation(folder, train_store)
             self.stores = stores
         if device.type == "cuda":  # the whole uint8 set lives on the GPU: batches never cross the bus
             self.stores = {split: (torch.as_tensor(np.asarray(x)).to(device), y.to(device))
                            for split, (x, y) in self.stores.items()}  # fmt: skip
+            self.normalisation = self.normalisation.to(device)
+
+    def make_normalisation(self, folder: Path, train_store) -> Normalisation:
+        """The config's normalisation as (mean (3, S, S), std (3,)) on the 0–255 scale (see the module's docstring)."""
+        size = train_store.shape[-1]
+        if self.normalisation_name == "mean-image":  # the training images only: never the held-out or test ones
+            mean = cached_mean_image(folder, self.train_split, train_store, self.train_indices.numpy())
+            return Normalisation(torch.from_numpy(mean), torch.ones(3))
+        mean = (torch.tensor(TORCHVISION_MEAN) * 255.0).view(3, 1, 1).expand(3, size, size).contiguous()
+        return Normalisation(mean, torch.tensor(TORCHVISION_STD) * 255.0)
 
     def _rank(self):
         trainer = self.trainer
@@ -124,18 +156,31 @@ class ImageSetData(L.LightningDataModule):
         return AugmentedBatches(
             store, labels, self.train_indices, self.batch_size, self.crop_size, seed=self.seed,
             epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-            lighting=self.lighting, lighting_std=self.lighting_std, device=self._device(), rank=rank, world_size=world,
+            lighting=self.lighting, lighting_std=self.lighting_std, normalisation=self.normalisation,
+            device=self._device(), rank=rank, world_size=world,
         )  # fmt: skip
 
     def val_dataloader(self):
+        """The centre crop of the held-out images: checkpoint selection and the plateau schedule (cheap)."""
         store, labels = self.stores[self.train_split]
-        return EvalBatches(store, labels, self.val_indices, self.eval_batch_size, self._device(), *self._rank())
+        return EvalBatches(store, labels, self.val_indices, self.eval_batch_size, self._device(), *self._rank(),
+                           crop_size=self.crop_size, normalisation=self.normalisation)  # fmt: skip
 
     def test_dataloader(self):
+        """The centre crop of the test images, for ``trainer.test``; the task's evaluation uses the ten crops."""
         store, labels = self.stores[self.test_split]
-        return EvalBatches(
-            store, labels, torch.arange(len(labels)), self.eval_batch_size, self._device(), *self._rank()
-        )
+        return EvalBatches(store, labels, torch.arange(len(labels)), self.eval_batch_size, self._device(),
+                           *self._rank(), crop_size=self.crop_size, normalisation=self.normalisation)  # fmt: skip
+
+    def ten_crop_dataloader(self) -> TenCropBatches:
+        """The test images as AlexNet §4.1's ten views each (bare tensors, for ``trainer.predict``), with ``labels``."""
+        store, labels = self.stores[self.test_split]
+        rank, world = self._rank()
+        return TenCropBatches(
+            store, labels, torch.arange(len(labels)), max(1, self.eval_batch_size // TenCropBatches.views),
+            self._device(), self.crop_size, self.normalisation, rank, world,
+        )  # fmt: skip
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch if batch[0].device == device else super().transfer_batch_to_device(batch, device, dataloader_idx)
+        first = batch if isinstance(batch, torch.Tensor) else batch[0]
+        return batch if first.device == device else super().transfer_batch_to_device(batch, device, dataloader_idx)
