@@ -2,7 +2,12 @@
 # clone: both depend on `setup`, which is a no-op once done.
 PYTHON ?= python3
 VENV ?= .venv
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Every version `make setup` installs, exact (refresh: `make lock`). PyTorch is installed first: the lock's build by
+# default, or another with TORCH_SPEC='torch==2.5.1 torchvision==0.20.1' (then the lock's other packages, less those
+# that PyTorch brought with it).
+CONSTRAINTS := constraints.txt
+TORCH_LOCKED := $(shell grep -E '^(torch|torchvision)==' $(CONSTRAINTS))
+TORCH_SPEC ?= $(TORCH_LOCKED)
 BIN := $(VENV)/bin
 MILESTONES := $(BIN)/milestones
 STAMP := $(VENV)/.setup-done
@@ -17,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup demo test lint leaderboard leaderboard-check validate verify compare perf perf-images feature-nets gpu-check list clean
+.PHONY: help setup lock demo test lint leaderboard leaderboard-check validate verify compare perf perf-images feature-nets gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -26,11 +31,28 @@ help: ## list the targets
 
 setup: $(STAMP) ## virtualenv + all dependencies (a no-op once done)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
+ifeq ($(strip $(TORCH_SPEC)),$(strip $(TORCH_LOCKED)))
+	$(BIN)/pip install -c $(CONSTRAINTS) $(TORCH_SPEC)
+	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[dev]'
+else
 	$(BIN)/pip install $(TORCH_SPEC)
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip freeze --exclude-editable | sed -E 's/[=@ ].*//' > $(VENV)/torch-stack.txt
+	grep -viE "^($$(paste -sd'|' $(VENV)/torch-stack.txt))==" $(CONSTRAINTS) > $(VENV)/constraints-other-torch.txt
+	$(BIN)/pip install -c $(VENV)/constraints-other-torch.txt -e '.[dev]'
+endif
 	touch $(STAMP)
+
+lock: ## refresh constraints.txt: the newest versions pyproject.toml allows, in a fresh venv, frozen (then make setup)
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install $(TORCH_SPEC)
+	$(VENV)-lock/bin/pip install -e '.[dev]'
+	{ grep '^#' $(CONSTRAINTS); $(VENV)-lock/bin/pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(VENV)-lock
+	@echo "constraints.txt refreshed: review the diff, run make setup and make test, commit it"
 
 demo: setup ## offline: early milestones on the bundled digits + logic gates, then a leaderboard (33 s on the 2-core CI machine)
 	$(MILESTONES) demo $(ARGS)

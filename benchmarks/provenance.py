@@ -4,8 +4,9 @@ Two tiers, because a refactor of the harness must not orphan every committed res
 - the **model code** of an entry (its module in lightning_modules/ and the lightning_modules it imports) defines the
   milestone: if it changed since the result's commit, the result no longer describes this code, and ``verify``
   refuses (``--run-anyway`` overrides, and says so);
-- the **harness code** (training loop, callbacks, tasks and data) can move numbers too: a change is reported as drift,
-  and the re-run itself decides.
+- the **harness code** (training loop, callbacks, tasks and data, and the scoring: sample and text metrics, the
+  committed feature classifiers and their model) can move numbers too: a change is reported as drift, and the re-run
+  itself decides.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from pathlib import Path
 from benchmarks.environment import git
 from benchmarks.paths import REPO_ROOT
 
-HARNESS_CODE = ("benchmarks/harness.py", "benchmarks/callbacks.py", "benchmarks/tasks")
+HARNESS_CODE = (
+    "benchmarks/harness.py",
+    "benchmarks/callbacks.py",
+    "benchmarks/tasks",  # data modules, tokenizer, and each task's evaluate()
+    "benchmarks/sample_metrics.py",  # Fréchet distance, Inception Score, Parzen window (generative tasks)
+    "benchmarks/text_metrics.py",  # sacrebleu BLEU and chrF (translation)
+    "benchmarks/featurenet.py",  # how the feature classifiers are trained
+    "benchmarks/featurenets",  # the committed feature classifiers (weights) that score samples
+    "lightning_modules/lenet_modern.py",  # the feature classifiers' model
+)
 _IMPORT = re.compile(r"^\s*(?:from|import)\s+(lightning_modules\.[\w.]+)", re.MULTILINE)
 
 

@@ -7,20 +7,23 @@ verify itself checks the provenance as usual (it refuses while the perceptron's 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import re
 import shutil
 import statistics
 
 import pytest
 from scipy import stats
 
-from benchmarks.environment import git
+from benchmarks import paths, provenance
+from benchmarks.environment import NUMERIC_PACKAGES, PACKAGES, drift, environment, git
 from benchmarks.harness import BenchError, BenchOptions, run_benchmark
 from benchmarks.registry import config_hash
 from benchmarks.results import aggregate, read_result
 from benchmarks.stats import verify_tolerance, welch_p_better
-from benchmarks.verify import VerifyOptions, verify
+from benchmarks.verify import VerifyOptions, preflight, verify
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +140,59 @@ def test_welch_p_value_matches_scipy_and_needs_two_seeds():
 def test_a_long_result_is_skipped_when_asked(result_file, tmp_path, capsys):
     assert verify(result_file, options(tmp_path, skip_over_minutes=0)) == 0
     assert "verdict: SKIPPED" in capsys.readouterr().out and not (tmp_path / "verify").exists()
+
+
+# --- what can move a number: the scoring code and every package ------------------------------------------------------
+SCORERS = ["benchmarks/sample_metrics.py", "benchmarks/text_metrics.py", "benchmarks/featurenet.py",
+           "benchmarks/featurenets/mnist-lenet5-modern.pt", "lightning_modules/lenet_modern.py"]  # fmt: skip
+
+
+@pytest.mark.parametrize("scorer", SCORERS)
+def test_a_changed_scorer_is_reported(scorer):
+    """A result made at a commit where the scorer was different: verify's preflight names the scorer file."""
+    if not provenance.history_available():
+        pytest.skip("needs the full git history")
+    last = git("log", "-n1", "--format=%H", "--", scorer)
+    before = git("rev-parse", "--verify", "--quiet", f"{last}^") if last else None
+    if not before:
+        pytest.skip(f"{scorer} has no earlier version in this history")
+    committed = sorted((paths.RESULTS_DIR / "mnist" / "perceptron").glob("*.json"))[0]
+    result = read_result(committed)
+    result = result.model_copy(update={"code": {"git_commit": before, "git_dirty": False}})
+    _, notes = preflight(result, "cpu")
+    assert any(line.startswith("harness code changed") and scorer in line for line in notes), notes
+
+
+def test_every_package_that_can_move_a_number_is_recorded_and_a_difference_is_drift():
+    env = environment("cpu")
+    expected = {"torch", "torchvision", "lightning", "torchmetrics", "numpy", "scipy", "scikit-learn", "pillow",
+                "sacrebleu", "tokenizers", "datasets"}  # fmt: skip
+    assert expected <= set(NUMERIC_PACKAGES) and set(NUMERIC_PACKAGES) <= set(PACKAGES)
+    for name in NUMERIC_PACKAGES:
+        assert env["packages"][name], f"{name} is installed and recorded"
+        other = copy.deepcopy(env)
+        other["packages"][name] = "0.0.1"
+        assert drift(other, env) == [(name, "0.0.1", env["packages"][name])]
+    for name in ("wandb", "pydantic"):  # recorded, but they cannot move a number
+        other = copy.deepcopy(env)
+        other["packages"][name] = "0.0.1"
+        assert drift(other, env) == []
+    older = copy.deepcopy(env)
+    del older["packages"]["sacrebleu"]  # a result made before sacrebleu was recorded: unknown, not drift
+    assert drift(older, env) == []
+
+
+def test_the_constraints_file_pins_every_dependency_exactly():
+    pins = {}
+    for line in (paths.REPO_ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version and re.fullmatch(r"[\w.+!-]+", version), f"not an exact pin: {line}"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    declared = [re.match(r"[A-Za-z0-9_.-]+", r).group() for r in requirements]
+    names = {re.sub(r"[-_.]+", "-", n).lower() for n in [*declared, *PACKAGES]}
+    assert names - set(pins) == set(), "every dependency and recorded package has an exact pin"

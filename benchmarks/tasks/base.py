@@ -7,7 +7,8 @@ samples, BLEU from decoded text) lives in ``Task.evaluate``, never in ``if entry
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,52 @@ class Metric:
         return math.isfinite(value) and self.low <= value <= self.high
 
 
+SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class DataIdentity:
+    """What a run on a task may record as its data (a result's ``dataset``), declared by the data module's class.
+
+    It is code, never a reading of the data folder: ``milestones validate`` compares a result with it on any machine,
+    with or without the data, and builds no cache and trains no tokenizer to do so. The run itself records what it
+    actually used (the data module's ``identity()``), and validation checks that record against this declaration.
+
+    - ``required``: key → checksum every result records, exactly this value (a pinned file, a pinned tokenizer);
+    - ``optional``: key → checksum a result records when the run used that file ("when present"), exactly this value;
+    - ``user_hashed``: keys whose checksum comes from the user's own copy (an ILSVRC-2012 manifest), unknown in
+      advance: a result must record one (a sha256), any value.
+    """
+
+    required: Mapping[str, str] = field(default_factory=dict)
+    optional: Mapping[str, str] = field(default_factory=dict)
+    user_hashed: tuple[str, ...] = ()
+
+    def keys(self) -> set[str]:
+        return {*self.required, *self.optional, *self.user_hashed}
+
+    def problems(self, recorded: Mapping[str, str | None], task: str) -> list[str]:
+        """One line per way ``recorded`` (a result's ``dataset``) departs from the declaration; empty when it agrees."""
+        found = [
+            f"dataset['{key}']: {recorded.get(key) or '(absent)'}, task {task} declares {digest}"
+            for key, digest in self.required.items()
+            if recorded.get(key) != digest
+        ]
+        found += [
+            f"dataset['{key}']: {recorded[key]}, task {task} declares {digest} for this file when it is used"
+            for key, digest in self.optional.items()
+            if key in recorded and recorded[key] != digest
+        ]
+        for key in self.user_hashed:
+            value = recorded.get(key)
+            if not value:
+                found.append(f"dataset['{key}']: absent; the task records the checksum of the images it used")
+            elif not SHA256.fullmatch(value):
+                found.append(f"dataset['{key}']: {value} is not a sha256:<64 hex digits> checksum")
+        found += [f"dataset['{key}']: not a file of task {task}" for key in sorted(set(recorded) - self.keys())]
+        return found
+
+
 @dataclass(frozen=True)
 class Task:
     """One benchmark protocol. ``make_datamodule(data_dir, batch_size, seed, download)`` builds its data.
@@ -58,6 +105,11 @@ class Task:
     reference_metrics: tuple[str, ...] = ()  # measures of the data itself (e.g. real-vs-real distance): a scale
     # what samples_per_s counts: samples, or the data module's ``batch_units(batch)`` where it has one (tokens)
     throughput_unit: str = "samples"
+
+    def declared_identity(self) -> DataIdentity:
+        """The data a run on this task may record, declared by its data module's class (``declared_identity()``,
+        a classmethod): no data folder is read, no cache is built."""
+        return self.make_datamodule.declared_identity()
 
     @property
     def val_key(self) -> str:

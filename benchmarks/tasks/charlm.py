@@ -20,7 +20,7 @@ import lightning as L
 import torch
 
 from benchmarks.results import ARTIFACTS
-from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 
 SHAKESPEARE = RemoteFile(
@@ -104,6 +104,10 @@ class CharData(L.LightningDataModule):
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i] for i in ids)
+
+    @classmethod
+    def declared_identity(cls) -> DataIdentity:
+        return DataIdentity(required={cls.remote.relpath: f"md5:{cls.remote.md5}"})
 
     def identity(self) -> dict[str, str]:
         return {self.remote.relpath: f"md5:{self.remote.md5}"}

@@ -28,7 +28,7 @@ from benchmarks.sample_metrics import (
     log_spaced,
     parzen_evaluate,
 )
-from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.mnist import FashionMNISTData, MNISTData
 
 GRID_NOISE_SEED = 2014  # one noise batch for every grid: comparable across epochs, seeds and entries
@@ -47,6 +47,14 @@ class GenerativeData:
     def images(self, split: str, limit: int | None = None) -> torch.Tensor:
         """A split (its first ``limit`` images) as float images in [0, 1], (N, C, H, W), on the split's device."""
         return self.splits[split][0][:limit].float() / self.scale
+
+    @classmethod
+    def declared_identity(cls) -> DataIdentity:
+        """The image files, plus the committed feature classifier that scores the samples (its sha256 is checked
+        when it is loaded)."""
+        name, sha256 = cls.feature_net
+        images = super().declared_identity()
+        return DataIdentity(required={**images.required, f"benchmarks/featurenets/{name}": f"sha256:{sha256}"})
 
     def identity(self) -> dict[str, str]:
         name, sha256 = self.feature_net

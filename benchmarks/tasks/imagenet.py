@@ -62,6 +62,15 @@ class ImageNetSubsetData(ImageSetData):
             write_manifest(scan_folder(self.root(), ("train", "val"), self.classes()), path)
         return path
 
+    @classmethod
+    def declared_identity(cls):
+        """The shipped class list, by its sha256; the manifest hashed from the user's own ILSVRC-2012 copy cannot be
+        known in advance: a result must record one."""
+        from benchmarks.tasks.base import DataIdentity
+
+        return DataIdentity(required={f"classlists/{cls.class_list.name}": "sha256:" + sha256_file(cls.class_list)},
+                            user_hashed=("manifest",))  # fmt: skip
+
     def identity(self) -> dict[str, str | None]:
         """The class list is fixed; the manifest's checksum is known once the images were hashed (None before)."""
         digest = self.manifest_sha256() if self.data_dir and (self.root() / "train").is_dir() else None
@@ -109,6 +118,12 @@ class TinyImageNetData(ImageSetData):
         if not path.exists():
             write_manifest(scan_folder(self.root(), ("train", "val")), path)
         return path
+
+    @classmethod
+    def declared_identity(cls):
+        from benchmarks.tasks.base import DataIdentity
+
+        return DataIdentity(required={TINY.relpath: f"md5:{TINY.md5}"})
 
     def identity(self) -> dict[str, str]:
         return {TINY.relpath: f"md5:{TINY.md5}"}

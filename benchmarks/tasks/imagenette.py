@@ -61,6 +61,14 @@ class Imagenette224Data(ImageSetData):
     def manifest_file(self) -> Path:
         return self.manifest_path
 
+    @classmethod
+    def declared_identity(cls):
+        """The committed manifest (code, in this repository) names every file with its sha256: its own checksum."""
+        from benchmarks.tasks.base import DataIdentity
+        from benchmarks.tasks.manifest import sha256_file
+
+        return DataIdentity(required={"imagenette2-224/manifest": "sha256:" + sha256_file(cls.manifest_path)})
+
     def identity(self) -> dict[str, str]:
         return {"imagenette2-224/manifest": "sha256:" + self.manifest_sha256()}
 
@@ -100,6 +108,14 @@ class ImagenetteData(ImageSetData):
         if not path.exists():  # the archive's md5 was checked: its listing is the manifest, built once
             write_manifest(scan_folder(self.root(), ("train", "val"), sorted(CLASSES)), path)
         return path
+
+    @classmethod
+    def declared_identity(cls):
+        """The official archive, by torchvision's md5."""
+        from benchmarks.tasks.base import DataIdentity
+
+        url, md5 = Imagenette._ARCHIVES[cls.size]
+        return DataIdentity(required={url.rsplit("/", 1)[1]: f"md5:{md5}"})
 
     def identity(self) -> dict[str, str]:
         return {self.archive.relpath: f"md5:{self.archive.md5}"}

@@ -12,7 +12,7 @@ import json
 import lightning as L
 import torch
 
-from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.loader import TensorBatches
 
 GATES = ("AND", "OR", "NOT", "XOR")
@@ -32,9 +32,14 @@ class LogicGatesData(L.LightningDataModule):
         self.x = torch.tensor(INPUTS, dtype=torch.uint8)  # (4, 2)
         self.y = torch.tensor([TRUTH[g] for g in GATES], dtype=torch.uint8).T  # (4, 4): row = input, column = gate
 
-    def identity(self) -> dict[str, str]:
+    @classmethod
+    def declared_identity(cls) -> DataIdentity:
+        """The truth tables are this module's constants: their checksum is computed from the code."""
         table = json.dumps({"inputs": INPUTS, **TRUTH}, sort_keys=True).encode()
-        return {"truth-tables": "sha256:" + hashlib.sha256(table).hexdigest()}
+        return DataIdentity(required={"truth-tables": "sha256:" + hashlib.sha256(table).hexdigest()})
+
+    def identity(self) -> dict[str, str]:
+        return dict(self.declared_identity().required)
 
     def _batches(self):
         return TensorBatches(self.x, self.y, self.batch_size, shuffle=False, scale=1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import RemoteFile, fetch, read_idx_gz
 from benchmarks.tasks.inmemory import InMemoryImageData
 
@@ -56,6 +56,11 @@ class IdxImageData(InMemoryImageData):
             return images, labels  # (N, 1, 28, 28) uint8, (N,) uint8
 
         return {"train": pair("train"), "test": pair("t10k")}
+
+    @classmethod
+    def declared_identity(cls) -> DataIdentity:
+        """The four IDX files, by torchvision's md5s (the only files ``fetch`` accepts)."""
+        return DataIdentity(required={f"{cls.folder}/raw/{name}": f"md5:{md5}" for name, md5 in cls.md5.items()})
 
     def identity(self) -> dict[str, str]:
         return {remote.relpath: f"md5:{remote.md5}" for remote in self.remote_files().values()}

@@ -15,6 +15,8 @@ model can share one embedding matrix for both languages (Vaswani et al. 2017, §
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import torch
 
 from benchmarks import paths
 from benchmarks.results import ARTIFACTS
-from benchmarks.tasks.base import Metric, Task
+from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 from benchmarks.tasks.textfiles import read_parallel
 from benchmarks.tasks.tokenizer import SPECIALS, BPESettings, cached_bpe
@@ -45,6 +47,12 @@ MULTI30K_MD5 = {
     "test_2018_flickr.en.gz": "a152878809942757a55ce087073486b8",
 }
 PAD, BOS, EOS = range(len(SPECIALS))
+# The sha256 of the BPE that TranslationData.bpe (8,000, min. frequency 2) trains on the md5-pinned training text above:
+# training is deterministic, so every run must get exactly this file. Computed by `TranslationData(<data>, 1)
+# ._train_tokenizer()` from an empty MILESTONES_CACHE, twice, with tokenizers 0.23.3 (constraints.txt); it is also what
+# the committed Transformer result recorded. A run whose tokenizer differs (another `tokenizers`, other settings) is
+# told so at run time and fails `milestones validate`; change the settings, and this pin must change with them.
+MULTI30K_BPE_SHA256 = "79043e9601dfed9c81fcad81c4e88f592be2a1c58ef4b71488c628ea603a10b0"
 
 
 def load_lines(source: Path, target: Path) -> tuple[list[str], list[str]]:
@@ -109,6 +117,7 @@ class TranslationData(L.LightningDataModule):
     required = ("train", "val", "test_2016_flickr")
     optional = ("test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")
     bpe = BPESettings(vocab_size=8000, min_frequency=2)
+    bpe_sha256 = MULTI30K_BPE_SHA256  # the tokenizer these files and settings train (declared, see above)
     max_train_tokens = 256  # longer training sentences are cut (Multi30k's longest is under 100 tokens)
 
     def __init__(self, data_dir, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size: int = 200):
@@ -168,6 +177,15 @@ class TranslationData(L.LightningDataModule):
             self.tokenizer, self.tokenizer_sha256 = cached_bpe(
                 f"{self.folder}-{self.source_lang}-{self.target_lang}", train_source + train_target, self.bpe
             )
+            if self.tokenizer_sha256 != self.bpe_sha256:
+                message = (
+                    f"{self.folder}: the BPE trained here has sha256 {self.tokenizer_sha256}, the task declares "
+                    f"{self.bpe_sha256} (TranslationData.bpe_sha256): another `tokenizers` version or other settings "
+                    "made a different vocabulary. A result of this run will FAIL `milestones validate` (dataset); "
+                    "install the pinned versions (make setup: constraints.txt)"
+                )
+                print(f"WARNING: {message}", file=sys.stderr, flush=True)
+                warnings.warn(message, stacklevel=2)
 
     def encode(self, lines: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(lines, add_special_tokens=False)]
@@ -175,16 +193,30 @@ class TranslationData(L.LightningDataModule):
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.tokenizer.decode_batch(ids, skip_special_tokens=True)
 
+    @classmethod
+    def tokenizer_key(cls) -> str:
+        return f"tokenizer (byte-level BPE, {cls.bpe.vocab_size})"
+
+    @classmethod
+    def declared_identity(cls) -> DataIdentity:
+        """The required files (train, val, test 2016) and the pinned tokenizer; the later test sets when used."""
+
+        def files(splits) -> dict[str, str]:
+            return {f"{cls.folder}/{n}": f"md5:{m}" for n, m in cls.md5.items() if n.split(".")[0] in splits}
+
+        tokenizer = {cls.tokenizer_key(): f"sha256:{cls.bpe_sha256}"}
+        return DataIdentity(required=files(cls.required) | tokenizer, optional=files(cls.optional))
+
     def identity(self) -> dict[str, str | None]:
-        """The md5 of every file used (the optional test sets where present) and the sha256 of the tokenizer trained
-        on them; None when the training text is not in the data folder (validation then only checks that a result
-        records one)."""
+        """What this run used: the md5 of every file (the optional test sets where present) and the sha256 of the
+        tokenizer trained on them (None when the training text is not in the data folder: such a record fails
+        validation). Run time only: validation compares the record with ``declared_identity()``."""
         if self.present("train"):
             self._train_tokenizer()
         used = self.available_splits()
         files = {f"{self.folder}/{n}": f"md5:{m}" for n, m in self.md5.items() if n.split(".")[0] in used}
         tokenizer = f"sha256:{self.tokenizer_sha256}" if self.tokenizer_sha256 else None
-        return files | {f"tokenizer (byte-level BPE, {self.bpe.vocab_size})": tokenizer}
+        return files | {self.tokenizer_key(): tokenizer}
 
     def batch_units(self, batch) -> int:
         """Throughput counts target tokens (the ones the loss is over, </s> included)."""
