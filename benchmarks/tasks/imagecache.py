@@ -258,11 +258,11 @@ class AugmentedBatches:
         steps = torch.arange(crop)
         rows = top[:, None] + steps  # (B, c)
         cols = left[:, None] + torch.where(flip[:, None], crop - 1 - steps, steps)  # mirrored columns when flipped
-        rows, cols = rows.to(images.device), cols.to(images.device)
-        b = torch.arange(batch, device=images.device)[:, None, None]
-        out = images.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, c, c, 3)
-        mean = self.normalisation.mean.to(images.device).permute(1, 2, 0)[rows[:, :, None], cols[:, None, :]]
-        out = out.float().sub_(mean).permute(0, 3, 1, 2)  # (B, 3, c, c): pixel − mean at the same stored pixel
+        flat = (rows[:, :, None] * size + cols[:, None, :]).view(batch, 1, crop * crop).to(images.device)
+        flat = flat.expand(batch, 3, crop * crop)  # (B, 3, c²): the stored pixel of every output pixel, per channel
+        out = images.reshape(batch, 3, size * size).gather(2, flat).float()  # one gather for the crops and flips
+        mean = self.normalisation.mean.to(images.device).reshape(1, 3, size * size).expand(batch, -1, -1)
+        out = out.sub_(mean.gather(2, flat)).view(batch, 3, crop, crop)  # pixel − mean at the same stored pixel
         if self.lighting is not None:
             eigenvectors, scales = (t.to(images.device) for t in self.lighting)
             alpha = (torch.randn(batch, 3, generator=generator) * self.lighting_std).to(images.device)
