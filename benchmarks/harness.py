@@ -2,8 +2,9 @@
 
 For each seed: seed everything → build the task's data and the entry's model → Trainer (precision, deterministic
 algorithms, checkpoints that carry RNG state, CSV + W&B loggers) → fit with validation every epoch → test the
-best-validation weights once → a per-seed record in the run folder. Then one schema-validated result file is written
-atomically. Nothing here knows which entry or kind of task it runs: that lives in the entry's model and the task.
+best-validation weights once (or the weights fit ends with, for a model that declares ``tests_final_weights``) → a
+per-seed record in the run folder. Then one schema-validated result file is written atomically. Nothing here knows
+which entry or kind of task it runs: that lives in the entry's model and the task.
 """
 
 from __future__ import annotations
@@ -255,6 +256,10 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
 
     L.seed_everything(seed, workers=True, verbose=False)
     model = entry.build_model(task)
+    # The best-validation weights are tested, unless the model declares that its paper tests the weights training
+    # ends with (e.g. an average of the last checkpoints, which the model puts in place when fit ends): then nothing
+    # is selected by validation, no best checkpoint is kept, and no selected epoch is recorded.
+    final = getattr(model, "tests_final_weights", False)
     meter = BenchmarkMeter(
         task.val_key, lambda v: task.metric.reached(v, task.target), getattr(datamodule, "batch_units", None)
     )
@@ -268,7 +273,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     )
     # every epoch, for --resume (a monitored ModelCheckpoint's save_last only saves when the best improves)
     latest = ModelCheckpoint(dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1)
-    callbacks = [meter, RNGStateCheckpoint(), checkpoint, latest, *task.callbacks(), *opts.callbacks]
+    selection = [] if final else [checkpoint]
+    callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
         callbacks.append(RichProgressBar())
@@ -305,7 +311,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         print(f"seed {seed}: FAILED, {error}", flush=True)
     measured = copy.deepcopy(meter.state_dict())  # trainer.test(ckpt_path=best) restores callback states: keep ours
     if status == "ok":
-        best = checkpoint.best_model_path or None
+        best = None if final else (checkpoint.best_model_path or None)  # None: the model's weights as they are
         metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
         notes = {k: v for k, v in metrics.items() if isinstance(v, str)}  # e.g. sacrebleu's signature
         metrics = {k: v for k, v in metrics.items() if not isinstance(v, str)}
@@ -318,7 +324,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
             print(f"seed {seed}: FAILED, {failure}", flush=True)
             metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     meter.load_state_dict(measured)
-    selected = best_epoch(meter.history, task) if status == "ok" else None
+    selected = best_epoch(meter.history, task) if status == "ok" and not final else None
     seed_result = SeedResult(
         seed=seed,
         status=status,
