@@ -97,7 +97,7 @@ def wrong_checksum(data):
 
 
 def other_lr(data):
-    data["config"]["model"]["init_args"]["lr"] = 0.5
+    data["config"]["model"]["init_args"]["threshold"] = 7  # any recipe change the registry did not make
     data["config_hash"] = config_hash(data["config"])  # consistent with itself, not with the registry
 
 
@@ -107,7 +107,7 @@ CASES = {
     "best-of-N seeds": (best_of_n, "seed(s) [0, 1, 2] missing"),
     "wrong dataset checksum": (wrong_checksum, "dataset['MNIST/raw/t10k-images-idx3-ubyte.gz']"),
     "unknown entry": (lambda d: d.update(entry="perceptorn"), "entry: unknown entry 'perceptorn'"),
-    "config differs from registry": (other_lr, "config: differs from the registry"),
+    "config differs from registry": (other_lr, "differs from the registry"),
     "config edited, hash kept": (lambda d: d["config"]["trainer"].update(max_epochs=3), "config_hash: the recorded"),
     "non-finite metric": (set_seed_error(math.nan), "seeds[0].metrics.error: nan is not finite"),
     "metric out of range": (set_seed_error(140.0), "seeds[0].metrics.error: 140.0 outside [0.0, 100.0]"),

@@ -1,8 +1,8 @@
 """`milestones verify`: a real result re-runs to identical numbers here, and a doctored or outdated one does not pass.
 
-The result is the perceptron's full recipe on the bundled digits (3 seeds, a few seconds), made in this test session
-with MILESTONES_GIT_COMMIT set to HEAD, so that a working tree with uncommitted edits can still record a result; the
-verify itself checks the provenance as usual (it refuses while the perceptron's model file has uncommitted edits).
+The result is the single-layer perceptron's full recipe on the bundled digits (3 seeds, a few seconds), made in this
+test session with MILESTONES_GIT_COMMIT set to HEAD, so that a working tree with uncommitted edits can still record a
+result; the verify itself checks the provenance as usual (it refuses while the model file has uncommitted edits).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def recorded(tmp_path_factory):
         mp.setenv("MILESTONES_GIT_COMMIT", git("rev-parse", "HEAD") or "unknown")
         options = BenchOptions(task="digits", accelerator="cpu", wandb="off", progress="none",
                                output_dir=str(out / "runs"), results_dir=str(out / "results"))  # fmt: skip
-        _, path = run_benchmark("perceptron", options)
+        _, path = run_benchmark("perceptron-single-layer", options)
     return path
 
 
@@ -96,10 +96,10 @@ def test_a_config_that_left_the_registry_is_refused_unless_run_anyway(result_fil
     edit(result_file, other_lr)
     assert verify(result_file, options(tmp_path)) == 2
     out = capsys.readouterr().out
-    assert "refused: config hash" in out and "model.init_args.lr: 0.5 ≠ 1.0" in out
+    assert "refused: the recorded run differs from the registry's" in out and "model.init_args.lr: 0.5 ≠ 1.0" in out
     assert verify(result_file, options(tmp_path, seeds=[0], run_anyway=True)) == 0  # lr only scales the weights
     out = capsys.readouterr().out
-    assert "RUNNING ANYWAY despite: config hash" in out and "— RUN ANYWAY: config hash" in out
+    assert "RUNNING ANYWAY despite: the recorded run differs" in out and "— RUN ANYWAY: the recorded run differs" in out
 
 
 @pytest.mark.parametrize(
