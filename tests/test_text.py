@@ -259,7 +259,7 @@ def test_transformer_through_the_harness_is_deterministic_and_saves_translations
     assert seed.samples_per_s and a.samples_per_s == seed.samples_per_s, "target tokens per second"
     text = leaderboard_of(a, path, tmp_path / "board")
     row = next(line for line in text.splitlines() if line.startswith("| 1 | transformer |"))
-    assert "27.3 (wmt14-en-de†)" in row and "bleu_greedy " in row and "chrf " in row
+    assert "27.3 (paper, wmt14-en-de†)" in row and "bleu_greedy " in row and "chrf " in row
     assert "/s (target tokens)" in row and "[translations.md](board/multi30k-de-en/transformer/" in row
     assert f"Scored with: bleu_signature `{seed.notes['bleu_signature']}`" in text
 
