@@ -271,8 +271,12 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         mode=task.metric.direction,
         save_top_k=1,
     )
-    # every epoch, for --resume (a monitored ModelCheckpoint's save_last only saves when the best improves)
-    latest = ModelCheckpoint(dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1)
+    # every epoch, for --resume (a monitored ModelCheckpoint's save_last only saves when the best improves); at the
+    # end of the training epoch, as Lightning does by itself only when validation runs every epoch (with
+    # trainer.check_val_every_n_epoch it would save after each validation only, inside that epoch's last batch)
+    latest = ModelCheckpoint(
+        dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True
+    )
     selection = [] if final else [checkpoint]
     callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
@@ -291,6 +295,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         precision=ctx.precision,
         max_epochs=ctx.resolved["trainer"]["max_epochs"],
         gradient_clip_val=ctx.resolved["trainer"].get("gradient_clip_val"),
+        # absent (every epoch) → 1: Lightning reads None as "validate every val_check_interval steps"
+        check_val_every_n_epoch=ctx.resolved["trainer"].get("check_val_every_n_epoch") or 1,
         deterministic=opts.deterministic,
         callbacks=callbacks,
         logger=loggers,

@@ -105,6 +105,7 @@ class DataSpec(Strict):
 class TrainerSpec(Strict):
     max_epochs: int = Field(ge=1)
     gradient_clip_val: float | None = None
+    check_val_every_n_epoch: int | None = Field(default=None, ge=1)  # None: every epoch (Lightning's 1)
 
 
 class EntryConfig(Strict):
@@ -178,6 +179,8 @@ class Entry:
                 del config["reported"][optional]  # said only where it applies
         if not config["data"]["init_args"]:
             del config["data"]["init_args"]  # likewise
+        if config["trainer"]["check_val_every_n_epoch"] is None:
+            del config["trainer"]["check_val_every_n_epoch"]  # likewise: results from before it existed lack it
         config["task"] = task.name
         config["model"]["init_args"] = json.loads(json.dumps(self.model_args(task), default=list))
         if max_epochs is not None:

@@ -26,7 +26,8 @@ float64 and divided by the number of checkpoints. Only the running sum is kept (
 starts), in the ``CheckpointAverage`` callback whose state goes into every Lightning checkpoint, so a run resumed from
 a checkpoint ends with exactly the average of an uninterrupted one. When fit ends the average replaces the trained
 weights, and the model declares ``tests_final_weights``: the harness then tests these weights rather than the
-best-validation checkpoint, and nothing is selected by validation (validation BLEU is still logged every epoch).
+best-validation checkpoint, and nothing is selected by validation (validation BLEU is still logged when the trainer
+validates).
 
 Not from the paper: weight initialisation, which the paper does not state, is tensor2tensor's (Xavier-uniform linear
 layers, N(0, d_model^-0.5) embeddings), inherited from lightning_modules.transformer; so is the beam search, which

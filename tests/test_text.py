@@ -4,6 +4,7 @@ and errors, and both families through the harness on small fixtures."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import random
@@ -156,6 +157,62 @@ def test_sentence_batches_cover_each_pair_once_an_epoch_reproducibly():
     assert sum(widths) / len(widths) < 25, "length bucketing keeps padding down (random batches would pad to ~29)"
 
 
+def pairs_of_random_lengths(n: int = 500) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``n`` pairs of independent random source and target lengths; a target's second id names its pair."""
+    generator = torch.Generator().manual_seed(0)
+    source_lengths = torch.randint(1, 30, (n,), generator=generator)
+    source = [torch.randint(3, 9, (int(k),), generator=generator) for k in source_lengths]
+    lengths = torch.randint(0, 30, (n,), generator=generator)
+    target = [torch.tensor([BOS, i, *([5] * int(k)), EOS]) for i, k in enumerate(lengths)]
+    return source, target
+
+
+def test_sentence_batches_without_a_token_budget_are_as_before():
+    """The default (sentence-count) batches, byte for byte: the committed transformer result was trained on them."""
+    source, target = pairs_of_random_lengths()
+    digest, epoch = hashlib.sha256(), [0]
+    for seed in (0, 3):
+        batches = SentenceBatches(source, target, 32, shuffle=True, seed=seed, epoch=lambda: epoch[0])
+        for epoch[0] in (0, 1, 7):
+            digest.update(str(len(batches)).encode())
+            for s, t in batches:
+                digest.update(s.numpy().tobytes() + t.numpy().tobytes())
+    # the SentenceBatches of b40287e, before max_tokens existed, gives this digest
+    assert digest.hexdigest() == "b3d5fdbbde2983dbaad20496ccb794de0af649ff4a1945d8a24cc83bf7323b3c"
+
+
+def test_token_budget_batches_cover_each_pair_once_within_the_budget_reproducibly():
+    source, target = pairs_of_random_lengths()
+    source[7] = torch.randint(3, 9, (250,))  # longer than the budget on its own: a batch of one
+    epoch = [0]
+    batches = SentenceBatches(source, target, 10, shuffle=True, seed=3, epoch=lambda: epoch[0], max_tokens=200)
+    by_epoch = {}
+    for epoch[0] in (0, 1, 2):
+        listed = list(batches)
+        assert len(batches) == len(listed), "len is this epoch's number of batches"
+        seen = [int(i) for _, t in listed for i in t[:, 1]]
+        assert sorted(seen) == list(range(500)), "every pair exactly once an epoch"
+        for s, t in listed:
+            assert (s.numel() <= 200 and t[:, 1:].numel() <= 200) or len(s) == 1, "padded tokens within the budget"
+        assert [s.shape for s, _ in listed if s.shape[1] == 250] == [(1, 250)]
+        padded = [max(s.numel(), t[:, 1:].numel()) for s, t in listed if len(s) > 1]
+        assert sum(padded) / len(padded) > 0.85 * 200, "filled close to the budget (sorted by length, greedily)"
+        by_epoch[epoch[0]] = seen
+    counts = []
+    for epoch[0] in (0, 1, 2, 9):
+        counts.append(len(batches))
+    assert len(set(counts)) == 1, "the same number of batches every epoch (Lightning reads it once a fit)"
+    epoch[0] = 1
+    assert [int(i) for _, t in batches for i in t[:, 1]] == by_epoch[1], "an epoch's batches: (seed, epoch) alone"
+    assert by_epoch[0] != by_epoch[1]
+    other_seed = SentenceBatches(source, target, 10, shuffle=True, seed=4, epoch=lambda: 1, max_tokens=200)
+    assert [int(i) for _, t in other_seed for i in t[:, 1]] != by_epoch[1]
+    with pytest.raises(ValueError, match="one pool"):  # 50 × 9 < 500: the count could change between epochs
+        SentenceBatches(source, target, 9, shuffle=True, max_tokens=200)
+    with pytest.raises(ValueError, match="training"):
+        SentenceBatches(source, target, 10, shuffle=False, max_tokens=200)
+
+
 def test_window_batches_train_randomly_and_evaluate_every_position_once():
     data = torch.arange(1000)
     evaluation = list(WindowBatches(data, batch_size=7, context=10, steps=None))
@@ -215,6 +272,17 @@ def test_translation_data_round_trips_and_records_its_tokenizer(small_multi30k):
     assert fresh.identity() == identity, "complete without setup (a --resume that reuses finished seeds needs it)"
     batch = next(iter(data.train_dataloader()))
     assert data.batch_units(batch) == int((batch[1][:, 1:] != PAD).sum()) > 0
+
+
+def test_translation_data_batches_training_by_tokens_only_when_asked(small_multi30k):
+    data = TranslationData(small_multi30k, batch_size=8, download=False, max_tokens=60)
+    data.prepare_data()
+    data.setup()
+    train = data.train_dataloader()
+    assert train.max_tokens == 60 and len(train) == len(list(train)) < 300 // 8
+    assert all(max(s.numel(), t[:, 1:].numel()) <= 60 for s, t in train)
+    assert data.val_dataloader().max_tokens is None and len(data.val_dataloader()) == 1  # 20 pairs, 200 a batch
+    assert setup_data(small_multi30k).train_dataloader().max_tokens is None  # 8-pair batches by default
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from benchmarks.harness import run_benchmark
-from benchmarks.registry import TASK_FIXED, DataSpec, Entry, ModelSpec, get_entry
+from benchmarks.registry import TASK_FIXED, DataSpec, Entry, ModelSpec, TrainerSpec, get_entry
+from benchmarks.tasks.base import Metric
 from benchmarks.tasks.files import md5sum
 from benchmarks.tasks.translation import EOS, PAD, TranslationData
 from lightning_modules.transformer_base import CheckpointAverage, TransformerBase
@@ -27,6 +28,7 @@ PAPER_BASE = dict(
     betas=(0.9, 0.98), eps=1e-9, beam_size=4, length_penalty=0.6, max_extra_length=50, average_last=5,
 )  # fmt: skip
 TINY = dict(n_layers=1, d_model=16, n_heads=2, d_ff=32, warmup_steps=4, max_extra_length=4)
+BATCHES_AN_EPOCH = 21  # 25,000-token batches of real Multi30k (measured by the real-data test below)
 
 
 def floats(model: L.LightningModule) -> dict[str, torch.Tensor]:
@@ -71,23 +73,33 @@ def test_the_config_is_the_papers_base_model_with_averaging():
     assert model.tests_final_weights and model.hparams.average_every_steps == 1500
     assert sum(p.numel() for p in model.parameters()) == 48_234_496  # 65M in Table 3 with its ~37,000-token vocabulary
     (averaging,) = model.configure_callbacks()
-    steps = math.ceil(29_000 / entry.config.data.batch_size) * entry.config.trainer.max_epochs
-    assert steps == 100_008, "the paper's 100,000 steps (§5.2), in whole epochs"
-    assert averaging.checkpoint_steps(steps) == [94_008, 95_508, 97_008, 98_508, 100_008]
+    assert entry.config.data.init_args == {"max_tokens": 25_000}, "§5.1's batches of ~25,000 tokens a side"
+    assert 50 * entry.config.data.batch_size >= 29_000, "the sorting pool covers the training set"
+    steps = BATCHES_AN_EPOCH * entry.config.trainer.max_epochs
+    assert steps == 100_002, "the paper's 100,000 steps (§5.2), in whole epochs"
+    assert averaging.checkpoint_steps(steps) == [94_002, 95_502, 97_002, 98_502, 100_002]
+    every = entry.config.trainer.check_val_every_n_epoch
+    assert 1_400 <= every * BATCHES_AN_EPOCH <= 1_600, "validation about as often as an averaged checkpoint"
+    assert entry.resolved_config(task)["trainer"]["check_val_every_n_epoch"] == every
 
 
-def test_the_batch_holds_the_papers_25000_source_and_target_tokens_on_average():
-    """§5.1: ~25,000 source and ~25,000 target tokens a batch (real Multi30k; skipped without it)."""
+def test_the_batches_hold_up_to_25000_padded_source_and_target_tokens():
+    """§5.1: ~25,000 source and ~25,000 target tokens a batch, counted padded (real Multi30k; skipped without it)."""
     folder = Path(os.environ.get("MILESTONES_DATA", "/nonexistent")) / "multi30k"
     if not (folder / "train.de.gz").exists():
         pytest.skip("real-data test: set MILESTONES_DATA to a folder holding multi30k/")
-    data = TranslationData(folder.parent, get_entry("transformer-base").config.data.batch_size, download=False)
+    config = get_entry("transformer-base").config.data
+    data = TranslationData(folder.parent, config.batch_size, seed=1, download=False, **config.init_args)
     data.prepare_data()
     data.setup()
     batches = list(data.train_dataloader())
-    source = sum(int((s != PAD).sum()) for s, _ in batches) / len(batches)
-    target = sum(int((t[:, 1:] != PAD).sum()) for _, t in batches) / len(batches)
-    assert len(batches) == 18 and 24_000 < target < source < 26_000
+    assert len(batches) == len(data.train_dataloader()) == BATCHES_AN_EPOCH
+    assert sum(len(s) for s, _ in batches) == 29_000
+    source, target = [s.numel() for s, _ in batches], [t[:, 1:].numel() for _, t in batches]  # padded, </s> in
+    assert max(source) <= 25_000 and max(target) <= 25_000
+    assert 23_000 < sum(source) / len(batches) < 25_000 and 23_000 < sum(target) / len(batches) < 25_000
+    real = sum(int((t[:, 1:] != PAD).sum()) for _, t in batches) / len(batches)
+    assert 20_500 < real < 22_000, "sorted by length, ~90% of the padded target tokens are real"
 
 
 # --- averaging --------------------------------------------------------------------------------------------------------
@@ -138,11 +150,14 @@ def tiny_multi30k(tmp_path, monkeypatch):
     return folder.parent
 
 
-def tiny_entry(every_steps: int) -> Entry:
-    """transformer-base's entry with a tiny network and 40-pair batches (3 steps an epoch on tiny_multi30k)."""
+def tiny_entry(every_steps: int, data: DataSpec | None = None, trainer: TrainerSpec | None = None) -> Entry:
+    """transformer-base's entry with a tiny network, 40-pair batches (3 steps an epoch on tiny_multi30k) and
+    validation every epoch, unless ``data`` and ``trainer`` say otherwise."""
     base = get_entry("transformer-base")
     model = ModelSpec(class_path=base.config.model.class_path, init_args=TINY | dict(average_every_steps=every_steps))
-    return Entry(base.config.model_copy(update={"model": model, "data": DataSpec(batch_size=40)}), base.path)
+    data = data or DataSpec(batch_size=40)
+    trainer = trainer or TrainerSpec(max_epochs=base.config.trainer.max_epochs)
+    return Entry(base.config.model_copy(update={"model": model, "data": data, "trainer": trainer}), base.path)
 
 
 def test_the_harness_tests_the_average_and_selects_no_checkpoint(quick, tiny_multi30k, tmp_path):
@@ -156,6 +171,47 @@ def test_the_harness_tests_the_average_and_selects_no_checkpoint(quick, tiny_mul
     assert not torch.equal(snapshots.tested["embedding.weight"], snapshots.after_step[9]["embedding.weight"])
     assert [p.name for p in (Path(seed.log_dir) / "checkpoints").iterdir()] == ["last.ckpt"], "no best checkpoint"
     assert 0 <= seed.metrics["bleu"] <= 100 and math.isfinite(seed.metrics["loss"])
+
+
+class ValidationLog(L.Callback):
+    """The trainer's check_val_every_n_epoch, the epochs that validated, and the steps an epoch."""
+
+    def __init__(self) -> None:
+        self.every, self.validated, self.steps = None, [], []
+
+    def on_train_start(self, trainer, pl_module):
+        self.every = trainer.check_val_every_n_epoch
+
+    def on_validation_end(self, trainer, pl_module):
+        self.validated.append(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.steps.append(trainer.global_step)
+
+
+def test_token_batches_and_validation_every_n_epochs_through_the_harness(quick, tiny_multi30k, monkeypatch):
+    """data.init_args.max_tokens reaches the data module, trainer.check_val_every_n_epoch the Trainer; time-to-target
+    and the validation history come from the epochs that validated; the averaged steps end at the run's last step."""
+    monkeypatch.setattr(Metric, "reached", lambda self, value, target: True)  # any BLEU reaches the target
+    entry = tiny_entry(
+        every_steps=2,
+        data=DataSpec(batch_size=40, init_args={"max_tokens": 120}),
+        trainer=TrainerSpec(max_epochs=5, check_val_every_n_epoch=2),
+    )
+    log, snapshots = ValidationLog(), Snapshots()
+    result, _ = run_benchmark(
+        entry, quick(task="multi30k-de-en", data_dir=str(tiny_multi30k), max_epochs=5, callbacks=[log, snapshots])
+    )
+    seed = result.seeds[0]
+    assert result.status == "ok" and log.every == 2 and log.validated == [1, 3]
+    assert [row["epoch"] for row in seed.val_history] == [1, 3] and seed.epoch_to_target == 1
+    assert seed.time_to_target_s == seed.val_history[0]["train_seconds"] > 0
+    per_epoch = {b - a for a, b in zip([0, *log.steps], log.steps)}
+    assert len(per_epoch) == 1 and per_epoch.pop() > 3, "a fixed number of token batches an epoch, more than 3"
+    final = log.steps[-1]
+    assert_states_equal(snapshots.tested, mean_of([snapshots.after_step[s] for s in range(final, 0, -2)[:5]]))
+    assert result.config["trainer"]["check_val_every_n_epoch"] == 2
+    assert result.config["data"]["init_args"] == {"max_tokens": 120}
 
 
 class Interrupt(L.Callback):

@@ -77,18 +77,63 @@ def load_lines(source: Path, target: Path) -> tuple[list[str], list[str]]:
 class SentenceBatches:
     """(source (B, S), target (B, T+1)) padded id batches; training batches group sentences of similar length.
 
-    Training order is a pure function of (seed, epoch): shuffle, cut into pools of 50 batches, sort each pool by
-    source length, split into batches, shuffle the batches. Evaluation keeps file order.
+    Training order is a pure function of (seed, epoch): shuffle, cut into pools of 50 × ``batch_size`` sentences, sort
+    each pool by source length, split into batches, shuffle the batches. Evaluation keeps file order.
+
+    With ``max_tokens`` (training only) a batch is not ``batch_size`` sentences but as many as fit a token budget, as
+    Vaswani et al. 2017 batched (§5.1: "sentence pairs were batched together by approximate sequence length. Each
+    training batch contained a set of sentence pairs containing approximately 25000 source tokens and 25000 target
+    tokens"): each pool is sorted by a pair's length, the longer of its two sides (as tensor2tensor, the authors'
+    code, buckets pairs; then source, then target length), and filled greedily, in that order, while the batch's
+    padded source tokens (sentences × longest source, </s> included) and padded target tokens (sentences × longest
+    target, </s> included, <s> not: the positions the loss is over) both stay within ``max_tokens``; a pair over the
+    budget on its own is a batch of one. Padded tokens are what a batch's tensors, memory and compute hold
+    (tensor2tensor's and fairseq's token batch sizes count them too). Sorting by the longer side keeps both sides'
+    padding low (sorted by source length alone, the targets of a batch vary and a third of its target tokens are
+    padding on Multi30k). The pools must then cover the training set (50 × ``batch_size`` ≥ its size): the pool's
+    sorted sequence of (source, target) lengths, hence where the greedy fill cuts it, is then the same every epoch,
+    so the number of batches is a constant of the data and the budget (only which pairs of equal lengths share a
+    batch, and the order of the batches, change with (seed, epoch)). It must be: Lightning reads the count once a fit
+    (``trainer.num_training_batches``, and from it ``estimated_stepping_batches``, from which e.g. transformer-base's
+    checkpoint averaging places its steps); a count that changed between epochs would cut epochs short or misplace
+    those steps.
     """
 
-    def __init__(self, sources, targets, batch_size: int, *, shuffle: bool, seed: int = 0, epoch=lambda: 0):
+    def __init__(
+        self,
+        sources,
+        targets,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        epoch=lambda: 0,
+        max_tokens: int | None = None,
+    ):
         self.sources, self.targets, self.batch_size = sources, targets, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
+        self.max_tokens = max_tokens
+        self._cached: tuple[int, list[list[int]]] | None = None  # (epoch, its batches): token batches only
+        if max_tokens is not None:
+            if not shuffle:
+                raise ValueError("token-budget batches are for training: evaluation batches keep file order")
+            if max_tokens < 1:
+                raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+            if 50 * batch_size < len(sources):
+                raise ValueError(
+                    f"token-budget batches sort the training set as one pool: batch_size ({batch_size}) must be at "
+                    f"least {-(-len(sources) // 50)} (a pool is 50 × batch_size sentences, the set has "
+                    f"{len(sources)}), so that every epoch has the same number of batches"
+                )
 
     def __len__(self) -> int:
+        if self.max_tokens is not None:
+            return len(self._token_batches())  # this epoch's count (the same every epoch: see the class docstring)
         return -(-len(self.sources) // self.batch_size)
 
     def _batches(self) -> list[list[int]]:
+        if self.max_tokens is not None:
+            return self._token_batches()
         n = len(self.sources)
         if not self.shuffle:
             return [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
@@ -100,6 +145,41 @@ class SentenceBatches:
             chunk = sorted(order[start : start + pool], key=lambda i: len(self.sources[i]))
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def _token_batches(self) -> list[list[int]]:
+        """This epoch's token-budget batches, in training order (computed once an epoch)."""
+        epoch = self.epoch()
+        if self._cached is None or self._cached[0] != epoch:
+            n = len(self.sources)
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=generator).tolist()
+            pool = 50 * self.batch_size
+            batches = []
+            for start in range(0, n, pool):
+                chunk = sorted(order[start : start + pool], key=self.length_key)  # stable: ties keep the shuffle
+                batches += self._fill(chunk)
+            self._cached = epoch, [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return self._cached[1]
+
+    def lengths(self, i: int) -> tuple[int, int]:
+        """A pair's source and target tokens as the budget counts them (</s> included, the target's <s> not)."""
+        return len(self.sources[i]), len(self.targets[i]) - 1
+
+    def length_key(self, i: int) -> tuple[int, int, int]:
+        source, target = self.lengths(i)
+        return max(source, target), source, target
+
+    def _fill(self, chunk: list[int]) -> list[list[int]]:
+        """``chunk`` (in order) cut greedily into batches whose padded source and target tokens fit ``max_tokens``."""
+        batches, batch, longest_source, longest_target = [], [], 0, 0
+        for i in chunk:
+            source, target = self.lengths(i)
+            longest_source, longest_target = max(longest_source, source), max(longest_target, target)
+            if batch and (len(batch) + 1) * max(longest_source, longest_target) > self.max_tokens:
+                batches.append(batch)
+                batch, longest_source, longest_target = [], source, target
+            batch.append(i)
+        return batches + [batch] if batch else batches
 
     def __iter__(self):
         for indices in self._batches():
@@ -120,10 +200,22 @@ class TranslationData(L.LightningDataModule):
     bpe_sha256 = MULTI30K_BPE_SHA256  # the tokenizer these files and settings train (declared, see above)
     max_train_tokens = 256  # longer training sentences are cut (Multi30k's longest is under 100 tokens)
 
-    def __init__(self, data_dir, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size: int = 200):
+    def __init__(
+        self,
+        data_dir,
+        batch_size: int,
+        seed: int = 0,
+        download: bool = True,
+        eval_batch_size: int = 200,
+        max_tokens: int | None = None,
+    ):
+        """``max_tokens`` (an entry's ``data.init_args``): training batches of up to that many padded source and
+        padded target tokens rather than of ``batch_size`` sentences (``SentenceBatches``); ``batch_size`` then only
+        sizes the sorting pool (50 × batch_size sentences, which must cover the training set)."""
         super().__init__()
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.batch_size, self.seed, self.download, self.eval_batch_size = batch_size, seed, download, eval_batch_size
+        self.max_tokens = max_tokens
         self.text: dict[str, tuple[list[str], list[str]]] = {}  # split → (source lines, target lines)
         self.ids: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         self.tokenizer, self.tokenizer_sha256 = None, None
@@ -226,6 +318,10 @@ class TranslationData(L.LightningDataModule):
         trainer = self.trainer
         epoch = (lambda: trainer.current_epoch) if trainer is not None else (lambda: 0)
         size = self.batch_size if train else self.eval_batch_size
+        if train and self.max_tokens is not None:
+            return SentenceBatches(
+                *self.ids[split], size, shuffle=True, seed=self.seed, epoch=epoch, max_tokens=self.max_tokens
+            )
         return SentenceBatches(*self.ids[split], size, shuffle=train, seed=self.seed, epoch=epoch)
 
     def train_dataloader(self):
