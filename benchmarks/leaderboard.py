@@ -206,9 +206,14 @@ def task_table(task_name: str, rows: list[dict], entries_page: str = ENTRIES_PAG
             else f"— ({r['reached']})"
         )
         p_value = _fmt(r["p_better_than_next"], ".2g") if rank < len(rows) else ""
-        kind = f"{r['paper_kind']}, {r['paper_task']}†" if r["paper_task"] else r["paper_kind"]
-        paper = _fmt(r["paper_value"], "g") + (f" ({kind})" if kind else "")
-        paper += f" ({r['paper_metric']}‡)" if r.get("paper_metric") else ""
+        # '225 (paper, parzen_ll‡)': the reference's kind, then where it was measured when not this task and measure
+        marks = [
+            r["paper_kind"],
+            r["paper_task"] and f"{r['paper_task']}†",
+            r.get("paper_metric") and f"{r['paper_metric']}‡",
+        ]
+        marks = ", ".join(m for m in marks if m)
+        paper = _fmt(r["paper_value"], "g") + (f" ({marks})" if marks else "")
         grid = f" {samples_cell(r['samples'])} |" if r.get("samples") else " |"
         speed = f"{_fmt(r['samples_per_s'], ',.0f')}/s" + (f" ({unit})" if unit != "samples" else "")
         extra = (f"{r['also']} | " if also else "") + f"{r['budget']} | "

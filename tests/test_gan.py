@@ -223,6 +223,6 @@ def test_leaderboard_generative_table_shows_grid_paper_measure_and_real_data(
     result, path = run_benchmark("gan", quick(task="mnist-gen", data_dir=str(small_mnist), limit_train_batches=2))
     text = leaderboard_of(result, path, tmp_path / "board")
     row = next(line for line in text.splitlines() if line.startswith("| 1 | gan |"))
-    assert "225 (parzen_ll‡)" in row and "<img src=" in row and "seed-0/samples.png" in row
+    assert "225 (paper, parzen_ll‡)" in row and "<img src=" in row and "seed-0/samples.png" in row
     assert "parzen_ll " in row and "is " in row, "the paper's measure and the IS under 'also measured'"
     assert f"fd_real {result.seeds[0].metrics['fd_real']:.4g}" in text
