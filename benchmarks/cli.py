@@ -135,14 +135,15 @@ def cmd_list(args) -> None:
     from benchmarks.registry import all_entries
 
     table = Table(title="DL Milestones entries")
-    for column in ("entry", "year", "tasks", "division", "paper / reference", "seeds"):
+    for column in ("entry", "year", "tasks", "division", "reference (kind, task)", "seeds"):
         table.add_column(column)
     if args.long:
         table.add_column("recipe")
     for entry in sorted(all_entries().values(), key=lambda e: (e.config.paper.year, e.name)):
         c = entry.config
-        reported = f"{c.reported.value:g} ({c.reported.task})" if c.reported else "—"
-        row = [c.entry, str(c.paper.year), ", ".join(c.tasks), c.division, reported, str(c.seeds)]
+        reported = f"{c.reported.value:g} ({c.reported.kind}, {c.reported.task})" if c.reported else "—"
+        division = f"{c.division} ({len(c.deviations)} deviation{'s' * (len(c.deviations) != 1)})"
+        row = [c.entry, str(c.paper.year), ", ".join(c.tasks), division, reported, str(c.seeds)]
         if args.long:
             row.append(f"{c.recipe.optimizer}; {c.recipe.schedule}; {c.recipe.loss}; {c.trainer.max_epochs} epochs, "
                        f"batch {c.data.batch_size}")  # fmt: skip

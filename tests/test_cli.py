@@ -25,7 +25,8 @@ def test_list_shows_every_entry_with_year_task_division_and_paper_value(capsys):
     out = capsys.readouterr().out
     for name, entry in all_entries().items():
         assert name in out and str(entry.config.paper.year) in out
-    assert "0.95" in out and "closed" in out and "open" in out
+    assert "0.95 (paper, mnist)" in out and "13.98 (suite, mnist)" in out and "closed" in out and "open" in out
+    assert "open (3 deviations)" in out
 
 
 def test_unknown_entry_is_one_line_with_close_matches(capsys):
