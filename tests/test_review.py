@@ -197,3 +197,22 @@ def test_milestones_reference_of_an_unknown_name_is_one_line(capsys):
     with pytest.raises(SystemExit) as info:
         main(["reference", "oracle", "--task", "mnist", "--offline"])
     assert info.value.code == 2 and "unknown reference 'oracle'" in capsys.readouterr().err
+
+
+def test_validate_refuses_when_a_closed_entry_lists_a_recipe_deviation(tmp_path, monkeypatch, capsys):
+    """`milestones validate` loads the registry: a closed entry listing a recipe deviation stops it, in one line."""
+    from benchmarks import registry
+    from benchmarks.cli import main
+
+    configs = tmp_path / "configs"
+    shutil.copytree(registry.CONFIG_DIR, configs)
+    gan = configs / "gan.yaml"
+    gan.write_text(
+        gan.read_text().replace("deviations:\n", 'deviations:\n  - {kind: recipe, what: "Adam", why: "x"}\n')
+    )
+    monkeypatch.setattr(registry, "CONFIG_DIR", configs)
+    monkeypatch.setattr(registry, "all_entries", lambda config_dir=configs: registry._registry(configs))
+    with pytest.raises(SystemExit) as info:
+        main(["validate"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "gan.yaml" in err and "'recipe' deviation 'Adam' makes it open" in err
