@@ -10,6 +10,7 @@ import time
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 
 class NonFiniteLossError(RuntimeError):
@@ -129,14 +130,29 @@ class RNGStateCheckpoint(L.Callback):
 
 
 class PlainProgress(L.Callback):
-    """One line per epoch, for logs and CI where a live progress bar would be noise."""
+    """One line per epoch, for logs and CI where a live progress bar would be noise, with the time the seed has left;
+    and within a long epoch a line every ``every_s`` seconds, so a log never goes silent for minutes."""
 
-    def __init__(self, label: str, val_key: str) -> None:
-        self.label, self.val_key = label, val_key
-        self._started = 0.0
+    def __init__(self, label: str, val_key: str, every_s: float = 60.0) -> None:
+        self.label, self.val_key, self.every_s = label, val_key, every_s
+        self._started = self._fit_started = self._last_line = 0.0
+        self._first_epoch = 0  # the epoch this attempt started at (a resumed run starts later)
+
+    def on_train_start(self, trainer, pl_module):
+        self._fit_started, self._first_epoch = time.perf_counter(), trainer.current_epoch
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self._started = time.perf_counter()
+        self._started = self._last_line = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        if now - self._last_line < self.every_s:
+            return
+        self._last_line = now
+        total = trainer.num_training_batches
+        done = f"{batch_idx + 1:,}/{total:,}" if isinstance(total, int) else f"{batch_idx + 1:,}"
+        print(f"{self.label} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  batch {done}  "
+              f"{now - self._started:.0f}s", file=sys.stdout, flush=True)  # fmt: skip
 
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
@@ -144,5 +160,27 @@ class PlainProgress(L.Callback):
         for key in ("train/loss", "train/mistakes", self.val_key):
             if key in metrics:
                 parts.append(f"{key} {float(metrics[key]):.4f}")
-        parts.append(f"{time.perf_counter() - self._started:.1f}s")
+        now = time.perf_counter()
+        parts.append(f"{now - self._started:.1f}s")
+        epochs_done, epochs_left = (
+            trainer.current_epoch + 1 - self._first_epoch,
+            trainer.max_epochs - trainer.current_epoch - 1,
+        )
+        if epochs_left > 0:  # the mean epoch so far (validation included) times the epochs left; evaluation excluded
+            parts.append(f"seed ETA {format_duration((now - self._fit_started) / epochs_done * epochs_left)}")
         print("  ".join(parts), file=sys.stdout, flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.2 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's live bar, with epochs counted from 1 as everywhere else here ("Epoch 1/12", not "Epoch 0/11")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs else "")
+        return f"{description:{len(self.validation_description)}}"  # padded as Lightning does, against flicker

@@ -27,11 +27,18 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS_CONVERSION
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from benchmarks import paths
-from benchmarks.callbacks import BenchmarkMeter, NonFiniteLossError, PlainProgress, RNGStateCheckpoint
+from benchmarks.callbacks import (
+    BenchmarkMeter,
+    EpochProgressBar,
+    NonFiniteLossError,
+    PlainProgress,
+    RNGStateCheckpoint,
+    format_duration,
+)
 from benchmarks.environment import code_identity, environment, hardware_label
 from benchmarks.registry import Entry, config_hash, get_entry
 from benchmarks.results import ARTIFACTS, Result, SeedResult, aggregate, artifact_path, write_atomic, write_result
@@ -180,9 +187,13 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     seed_results, world_size, dataset = [], 1, {}
-    for seed in seeds:
+    for index, seed in enumerate(seeds):
         seed_result, world_size, dataset = run_seed(ctx, task, seed)
         seed_results.append(seed_result)
+        left = seeds[index + 1 :]
+        if left:  # the run's ETA: the seeds so far, on average, times the seeds left
+            eta = (time.perf_counter() - started) / (index + 1) * len(left)
+            print(f"{entry.name}: seed {seed} done; seeds {left} left, about {format_duration(eta)}", flush=True)
 
     ok = [s for s in seed_results if s.status == "ok"]
     memory, memory_kind = peak_memory_mb(accelerator)
@@ -281,7 +292,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
-        callbacks.append(RichProgressBar())
+        callbacks.append(EpochProgressBar())
     elif progress == "plain":
         callbacks.append(PlainProgress(f"{entry.name} seed {seed}", task.val_key))
     loggers = [CSVLogger(seed_dir, name="csv")]  # version_0, version_1, ... one per attempt when resuming
