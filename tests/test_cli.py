@@ -48,7 +48,7 @@ def test_missing_data_offline_is_one_clear_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "bench", "lenet5", "--data-dir", str(tmp_path), "--offline", "--wandb", "off",
                            "--results-dir", str(tmp_path / "results"))  # fmt: skip
     assert code == 2 and err.count("\n") == 1
-    assert "train-images-idx3-ubyte.gz is missing" in err and "--data-dir" in err
+    assert "4 files are missing" in err and "t10k-labels-idx1-ubyte.gz" in err and "--data-dir" in err
     assert not (tmp_path / "results").exists()
 
 

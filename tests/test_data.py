@@ -48,7 +48,9 @@ def test_missing_file_offline_says_where_to_put_it(tmp_path):
     with pytest.raises(DataError) as info:
         MNISTData(tmp_path, batch_size=8, download=False).prepare_data()
     message = str(info.value)
-    assert "MNIST/raw/train-images-idx3-ubyte.gz" in message and MNIST_MD5["train-images-idx3-ubyte.gz"] in message
+    assert "4 files are missing" in message and "\n" not in message
+    for name, md5 in MNIST_MD5.items():  # every missing file at once, not only the first
+        assert f"MNIST/raw/{name}" in message and md5 in message
     assert "--data-dir" in message and "MILESTONES_DATA" in message
 
 
@@ -57,9 +59,13 @@ def test_missing_file_with_no_network(tmp_path, monkeypatch):
         raise urllib.error.URLError("no route to host")
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    with pytest.raises(DataError, match="could not be downloaded.*no route to host.*With no network, put"):
-        MNISTData(tmp_path, batch_size=8, download=True).prepare_data()
+    data_dir = tmp_path / "data"
+    with pytest.raises(
+        DataError, match="4 files are missing.*could not be downloaded.*no route to host.*With no network, put"
+    ):
+        MNISTData(data_dir, batch_size=8, download=True).prepare_data()
     assert not list(tmp_path.rglob("*.part")), "no partial download is left behind"
+    assert not data_dir.exists(), "no empty folders are left in the data folder when nothing was downloaded"
 
 
 def test_download_verifies_the_checksum(tmp_path, monkeypatch):

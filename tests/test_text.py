@@ -253,6 +253,16 @@ def small_multi30k(tmp_path, monkeypatch):
     return folder
 
 
+def test_translation_data_names_every_missing_file_at_once(tmp_path):
+    with pytest.raises(DataError) as info:
+        TranslationData(tmp_path, batch_size=8, download=False).prepare_data()
+    message = str(info.value)
+    assert "6 files are missing" in message and "\n" not in message
+    for split in TranslationData.required:
+        assert f"multi30k/{split}.de.gz" in message and f"multi30k/{split}.en.gz" in message
+    assert not list(tmp_path.iterdir()), "nothing is created in the data folder"
+
+
 def setup_data(folder) -> TranslationData:
     data = TranslationData(folder, batch_size=8, download=False)
     data.prepare_data()

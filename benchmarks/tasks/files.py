@@ -37,30 +37,58 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 def fetch(remote: RemoteFile, data_dir: Path, download: bool) -> Path:
     """Return the verified local path of ``remote``, downloading it when it is absent and ``download`` is on."""
-    path = data_dir / remote.relpath
-    if path.exists():
-        actual = md5sum(path)
-        if actual != remote.md5:
-            raise DataError(
-                f"{path}: md5 is {actual}, expected {remote.md5} (truncated or corrupt); the file was not used. "
-                f"Delete it to download it again, or replace it with the original file."
-            )
-        return path
-    where = f"put {path.name} (md5 {remote.md5}) in {path.parent}, or point --data-dir / MILESTONES_DATA at a folder "
-    where += f"that holds {remote.relpath}"
-    if not download:
-        raise DataError(f"{path} is missing and downloading is off: {where}.")
-    errors = []
-    for url in remote.urls:
-        try:
-            _download(url, path, remote.md5)
-            return path
-        except (OSError, DataError) as error:  # URLError is an OSError
-            errors.append(f"{url}: {error}")
-    raise DataError(f"{path} is missing and could not be downloaded ({'; '.join(errors)}). With no network, {where}.")
+    return fetch_all([remote], data_dir, download)[0]
+
+
+def fetch_all(remotes: list[RemoteFile], data_dir: Path, download: bool) -> list[Path]:
+    """The verified local paths of ``remotes``; one error names every file that is missing (not only the first)."""
+    paths = [data_dir / remote.relpath for remote in remotes]
+    for remote, path in zip(remotes, paths):
+        if path.exists():
+            actual = md5sum(path)
+            if actual != remote.md5:
+                raise DataError(
+                    f"{path}: md5 is {actual}, expected {remote.md5} (truncated or corrupt); the file was not used. "
+                    f"Delete it to download it again, or replace it with the original file."
+                )
+    missing = [(remote, path) for remote, path in zip(remotes, paths) if not path.exists()]
+    if missing and not download:
+        raise DataError(f"{_missing(missing)} and downloading is off: {_where(missing)}.")
+    failed, errors = [], []
+    for remote, path in missing:
+        for url in remote.urls:
+            try:
+                _download(url, path, remote.md5)
+                break
+            except (OSError, DataError) as error:  # URLError is an OSError
+                errors.append(f"{url}: {error}")
+        else:
+            failed.append((remote, path))
+    if failed:
+        raise DataError(
+            f"{_missing(failed)} and could not be downloaded ({'; '.join(errors)}). With no network, {_where(failed)}."
+        )
+    return paths
+
+
+def _missing(missing: list[tuple[RemoteFile, Path]]) -> str:
+    if len(missing) == 1:
+        return f"{missing[0][1]} is missing"
+    return f"{len(missing)} files are missing ({', '.join(str(path) for _, path in missing)})"
+
+
+def _where(missing: list[tuple[RemoteFile, Path]]) -> str:
+    """Where to put each missing file, by folder, with its md5."""
+    by_folder: dict[Path, list[str]] = {}
+    for remote, path in missing:
+        by_folder.setdefault(path.parent, []).append(f"{path.name} (md5 {remote.md5})")
+    put = "; ".join(f"put {', '.join(names)} in {folder}" for folder, names in by_folder.items())
+    holds = ", ".join(remote.relpath for remote, _ in missing)
+    return f"{put}, or point --data-dir / MILESTONES_DATA at a folder that holds {holds}"
 
 
 def _download(url: str, path: Path, md5: str) -> None:
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
     print(f"downloading {url} -> {path}", flush=True)
@@ -74,6 +102,12 @@ def _download(url: str, path: Path, md5: str) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+        if not path.exists():  # a failed download leaves no empty folders behind (e.g. in the default data folder)
+            for folder in created:  # innermost first
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 def read_idx_gz(path: Path) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.tasks.base import DataIdentity, Metric, Task
-from benchmarks.tasks.files import RemoteFile, fetch, read_idx_gz
+from benchmarks.tasks.files import RemoteFile, fetch, fetch_all, read_idx_gz
 from benchmarks.tasks.inmemory import InMemoryImageData
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/")
@@ -44,8 +44,7 @@ class IdxImageData(InMemoryImageData):
         }
 
     def prepare_data(self) -> None:
-        for remote in self.remote_files().values():
-            fetch(remote, self.data_dir, self.download)
+        fetch_all(list(self.remote_files().values()), self.data_dir, self.download)
 
     def load_splits(self):
         paths = {name: fetch(remote, self.data_dir, download=False) for name, remote in self.remote_files().items()}

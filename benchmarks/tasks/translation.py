@@ -26,7 +26,7 @@ import torch
 from benchmarks import paths
 from benchmarks.results import ARTIFACTS
 from benchmarks.tasks.base import DataIdentity, Metric, Task
-from benchmarks.tasks.files import DataError, RemoteFile, fetch
+from benchmarks.tasks.files import DataError, RemoteFile, fetch, fetch_all
 from benchmarks.tasks.textfiles import read_parallel
 from benchmarks.tasks.tokenizer import SPECIALS, BPESettings, cached_bpe
 from benchmarks.text_metrics import bleu, chrf
@@ -238,8 +238,8 @@ class TranslationData(L.LightningDataModule):
         return [*self.required, *filter(self.present, self.optional)]
 
     def prepare_data(self) -> None:
-        for split in self.required:
-            self._files(split, self.download)
+        required = [self.remote(split, lang) for split in self.required for lang in self.langs]
+        fetch_all(required, self.data_dir, self.download)  # one error names every missing file
         for split in self.optional:  # "when present": a failed download of an extra test set is not an error
             try:
                 self._files(split, self.download)
