@@ -21,7 +21,9 @@ def _seeds(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="milestones", description=__doc__.splitlines()[0])
+    from benchmarks.paths import CONFIG_DIR
+
+    parser = argparse.ArgumentParser(prog="milestones", description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list the registered entries")
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="list the tasks and their protocols")
 
     p = sub.add_parser("bench", help="run an entry for its seeds and write a result file")
-    p.add_argument("entry")
+    entries = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))  # the registry's names, without loading it
+    p.add_argument("entry", help=f"the entry to run, one of: {', '.join(entries)} (see milestones list)")
     add_run_options(p)
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the entry's count, from 0)")
     p.add_argument("--max-epochs", type=int, help="override the budget (a smoke run: never on the leaderboard)")
@@ -154,7 +157,7 @@ def cmd_list(args) -> None:
 def cmd_tasks(args) -> None:
     from benchmarks.tasks import all_tasks
 
-    for task in all_tasks().values():
+    for task in sorted(all_tasks().values(), key=lambda task: task.name):
         m = task.metric
         print(f"{task.name}: {task.description}\n    metric {m.name} ({'lower' if m.direction == 'min' else 'higher'} "
               f"is better), target {task.target:g}, min seeds {task.min_seeds}; {task.protocol}")  # fmt: skip

@@ -34,6 +34,22 @@ def test_unknown_entry_is_one_line_with_close_matches(capsys):
     assert code == 2 and err.count("\n") == 1 and "unknown entry 'lenet-5'; did you mean lenet5" in err
 
 
+def test_help_is_whole_sentences_and_names_the_entries(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping inside a name
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and "nothing half-written is left behind." not in out and "rebuild the leaderboard, run" in out
+    code, out, _ = run_cli(capsys, "bench", "--help")
+    assert code == 0 and "the entry to run, one of:" in out
+    for name in all_entries():
+        assert name in out
+
+
+def test_tasks_are_listed_by_name(capsys):
+    main(["tasks"])
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert names == sorted(names) and len(names) > 5
+
+
 def test_unknown_task_for_an_entry(capsys):
     code, _, err = run_cli(capsys, "bench", "lenet5", "--task", "cifar10", "--wandb", "off")
     assert code == 2 and "does not run on task 'cifar10'" in err

@@ -377,7 +377,8 @@ def test_alexnet_trains_through_the_harness_on_a_tiny_image_set(folder, tmp_path
 def test_the_real_imagenette_224_copy_matches_the_committed_manifest():
     root = Path(os.environ.get("MILESTONES_DATA", "/nonexistent")) / "imagenette2-224"
     if not root.is_dir():
-        pytest.skip("real-data test: MILESTONES_DATA holds no imagenette2-224 (CI uses ../shared/data)")
+        held = "holds no" if os.environ.get("MILESTONES_DATA") else "is unset: set it to a folder holding"
+        pytest.skip(f"real-data test: MILESTONES_DATA {held} imagenette2-224 (CI uses ../shared/data)")
     records = read_manifest(Imagenette224Data.manifest_path)
     assert len(records) == 13_394 and sum(r.split == "val" for r in records) == 3_925
     verify(records, root)

@@ -251,7 +251,8 @@ def test_a_run_that_trains_another_tokenizer_says_so_loudly(monkeypatch, capsys,
 @pytest.fixture(scope="module")
 def real_multi30k() -> Path:
     if not SESSION_DATA or not (Path(SESSION_DATA) / "multi30k" / "train.de.gz").exists():
-        pytest.skip("real-data test: MILESTONES_DATA holds no multi30k (CI uses ../shared/data)")
+        held = "holds no" if SESSION_DATA else "is unset: set it to a folder holding"
+        pytest.skip(f"real-data test: MILESTONES_DATA {held} multi30k (CI uses ../shared/data)")
     return Path(SESSION_DATA)
 
 
