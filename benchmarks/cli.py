@@ -163,10 +163,26 @@ def cmd_tasks(args) -> None:
               f"is better), target {task.target:g}, min seeds {task.min_seeds}; {task.protocol}")  # fmt: skip
 
 
+def results_destination(opts) -> str:
+    """One line, before a run: where its result file will go (the committed leaderboard folder unless told)."""
+    from pathlib import Path
+
+    from benchmarks import paths
+
+    if opts.results_dir:
+        return f"result file goes to {Path(opts.results_dir).resolve()}"
+    if opts.smoke:
+        return f"result file goes to {paths.output_dir(opts.output_dir) / 'smoke-results'} (a smoke run)"
+    return (f"result file goes to {paths.RESULTS_DIR}, the leaderboard's committed results; "
+            f"to only try things, add --results-dir <folder> (make: ARGS='--results-dir <folder>')")  # fmt: skip
+
+
 def cmd_bench(args) -> None:
     from benchmarks.harness import run_benchmark
 
-    result, path = run_benchmark(args.entry, bench_options(args))
+    opts = bench_options(args)
+    print(results_destination(opts), flush=True)
+    result, path = run_benchmark(args.entry, opts)
     agg = result.aggregate
     if agg:
         print(f"{result.entry} on {result.task}: {result.metric} {agg.mean:.3f} ± {agg.std:.3f} (n={agg.n}), "

@@ -68,6 +68,15 @@ def test_missing_data_offline_is_one_clear_error(capsys, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_bench_says_at_the_start_where_its_result_file_goes(capsys, tmp_path):
+    _, out, _ = run_cli(capsys, "bench", "lenet5", "--data-dir", str(tmp_path), "--offline", "--wandb", "off")
+    first = out.splitlines()[0]  # before anything else
+    assert "leaderboards/results, the leaderboard's committed results" in first and "--results-dir <folder>" in first
+    _, out, _ = run_cli(capsys, "bench", "lenet5", "--data-dir", str(tmp_path), "--offline", "--wandb", "off",
+                        "--results-dir", str(tmp_path / "tries"))  # fmt: skip
+    assert out.splitlines()[0] == f"result file goes to {tmp_path / 'tries'}"
+
+
 def test_bench_alexnet_with_no_data_and_no_network_says_what_to_download_and_where(capsys, tmp_path):
     code, _, err = run_cli(capsys, "bench", "alexnet", "--data-dir", str(tmp_path), "--offline", "--wandb", "off",
                            "--results-dir", str(tmp_path / "results"))  # fmt: skip
