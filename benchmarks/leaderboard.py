@@ -355,37 +355,72 @@ def spliced_readme(readme: str, block: str) -> str:
     return head + block + rest.split(MARK_END, 1)[1]
 
 
-def plot_task(name: str, rows: list[dict], path: Path) -> None:
-    import matplotlib
+def real_reference(rows: list[dict], results: list[tuple[Path, Result]], task) -> float | None:
+    """The real data's own value of the ranked measure (fd_real for fd: training vs test images), as recorded by the
+    task's newest ranked result: the floor a plot's bars are read against. None where the task records none."""
+    name = f"{task.metric.name}_real" if task else None
+    if name not in getattr(task, "reference_metrics", ()):
+        return None
+    seed = newest_ok_seed(rows, results)
+    return seed.metrics.get(name) if seed else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.9), dpi=100)
-    labels = [f"{r['entry']} ({r['precision']}, {r['hardware'].split(' (')[0][:22]})" for r in rows][::-1]
-    means = [r["mean"] for r in rows][::-1]
-    stds = [r["std"] for r in rows][::-1]
-    ax.barh(labels, means, xerr=stds, color="#4c72b0", capsize=3, label="reproduced mean ± std")
+def plot_figure(name: str, rows: list[dict], real: float | None = None):
+    """A task's plot as a matplotlib Figure: one bar per row, best on top, at y = len(rows) - rank, placed by number
+    (two rows with the same label stay two bars); each row's reference marker on its own row's y; the real data's value
+    of the ranked measure as a vertical line; provisional rows hatched and labelled so."""
+    from matplotlib.figure import Figure
+
+    task = all_tasks().get(name)
+    ys = list(range(len(rows)))[::-1]  # rank 1 on top
+    labels = [
+        f"{r['entry']} ({r['precision']}, {r['hardware'].split(' (')[0][:22]})"
+        + (" (provisional)" if r["provisional"] else "")
+        for r in rows
+    ]
+    fig = Figure(figsize=(9, 0.42 * len(rows) + 1.5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    for provisional, style in [(False, {}), (True, {"hatch": "//", "edgecolor": "white", "alpha": 0.6})]:
+        picked = [(y, r) for y, r in zip(ys, rows) if r["provisional"] == provisional]
+        if picked:
+            label = "provisional (fewer seeds than the protocol)" if provisional else "reproduced mean ± std"
+            ax.barh([y for y, _ in picked], [r["mean"] for _, r in picked], xerr=[r["std"] for _, r in picked],
+                    color="#4c72b0", capsize=3, label=label, **style)  # fmt: skip
     papers = [
-        (i, r["paper_value"])
-        for i, r in enumerate(rows[::-1])
+        (y, r["paper_value"])
+        for y, r in zip(ys, rows)
         if r["paper_value"] is not None and not r["paper_task"] and not r["paper_metric"]  # same task and measure only
     ]
     if papers:
-        ax.scatter([v for _, v in papers], [i for i, _ in papers], marker="D", color="#dd8452", zorder=3,
-                   label="reference (its kind is in the table)")  # fmt: skip
-    if min(means) > 0 and max(means) / min(means) > 10:  # errors from 0.8 % to 12 %: a log axis shows both ends
+        ax.scatter([v for _, v in papers], [y for y, _ in papers], marker="D", color="#dd8452", zorder=3,
+                   clip_on=False, label="reference (its kind is in the table)")  # fmt: skip
+    if real is not None:
+        ax.axvline(real, color="#55a868", linestyle="--", zorder=2.5,
+                   label=f"real data ({task.metric.name}_real: training vs test images)")  # fmt: skip
+    ax.set_yticks(ys, labels)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    marks = [v for _, v in papers] + ([real] if real is not None else [])  # every value the axis must show
+    values = [r["mean"] for r in rows] + marks
+    if min(values) > 0 and max(values) / min(values) > 10:  # errors from 0.8 % to 12 %, fd 2.8 to 300: log shows both
         ax.set_xscale("log")
-    elif min(means) >= 0:  # a bar starts at zero; an all-zero row (exact logic) still gets a visible axis
-        ax.set_xlim(0, max(1.0, 1.1 * max(m + s for m, s in zip(means, stds))))
-    unit = getattr(all_tasks().get(name), "metric", None)
-    ax.set_xlabel(f"test {rows[0]['metric']}" + (f" ({unit.unit})" if unit and unit.unit else ""))
-    ax.set_title(f"{name}: reproduced vs reference")
-    fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))  # room for the legend under the axes
+    elif min(values) >= 0:  # a bar starts at zero; an all-zero row (exact logic) still gets a visible axis
+        ax.set_xlim(0, max(1.0, 1.1 * max([r["mean"] + r["std"] for r in rows] + marks)))
+    metric = rows[0]["metric"]
+    unit = task.metric.unit if task else ""
+    split = task.reported_split if task else "test"
+    ax.set_xlabel(f"{split} {metric}" + (f" ({unit})" if unit else ""))
+    ax.set_title(f"{name}: {split} {metric}" + (", reproduced vs reference" if papers else ""))
+    handles, names = ax.get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda i: not names[i].startswith(("reproduced", "provisional")))
+    fig.legend([handles[i] for i in order], [names[i] for i in order], loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)  # fmt: skip
+    return fig
+
+
+def plot_task(name: str, rows: list[dict], path: Path, real: float | None = None) -> None:
+    fig = plot_figure(name, rows, real)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
 
 
 def outputs(results_dir=None, out_dir=None) -> dict[Path, str]:
@@ -408,10 +443,11 @@ def build(results_dir=None, out_dir=None) -> list[Path]:
     for path, text in files.items():
         write_atomic(text, path, overwrite=True)
     out = Path(out_dir) if out_dir else paths.LEADERBOARD_DIR
-    ranked, _ = collect(load_results(results_dir))
+    results = load_results(results_dir)
+    ranked, _ = collect(results)
     written = list(files)
     for name, rows in ranked.items():
-        plot_task(name, rows, out / "plots" / f"{name}.png")
+        plot_task(name, rows, out / "plots" / f"{name}.png", real_reference(rows, results, all_tasks().get(name)))
         written.append(out / "plots" / f"{name}.png")
     return written
 

@@ -105,6 +105,9 @@ class Task:
     reference_metrics: tuple[str, ...] = ()  # measures of the data itself (e.g. real-vs-real distance): a scale
     # what samples_per_s counts: samples, or the data module's ``batch_units(batch)`` where it has one (tokens)
     throughput_unit: str = "samples"
+    # the split the reported number is measured on: "test", or "validation" where the usual protocol has no
+    # separate test text (shakespeare-char: nanoGPT's number is the validation loss); plots label their axis by it
+    reported_split: str = "test"
 
     def declared_identity(self) -> DataIdentity:
         """The data a run on this task may record, declared by its data module's class (``declared_identity()``,

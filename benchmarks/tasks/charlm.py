@@ -163,5 +163,6 @@ TASKS = [
         ),
         extra_metrics=("bpc",),
         throughput_unit="characters",
+        reported_split="validation",  # test_dataloader = val_dataloader: the usual protocol has no test text
     )
 ]
