@@ -1,9 +1,10 @@
 """Which code made a result, and whether it is still the code here: git history lookups for verify and validate.
 
 Two tiers, because a refactor of the harness must not orphan every committed result:
-- the **model code** of an entry (its module in lightning_modules/ and the lightning_modules it imports) defines the
-  milestone: if it changed since the result's commit, the result no longer describes this code, and ``verify``
-  refuses (``--run-anyway`` overrides, and says so);
+- the **model code** of an entry (its class in lightning_modules/, its bases, and the definitions of lightning_modules
+  they use; not whole files, so an unrelated addition to a shared module changes nothing) defines the milestone: if it
+  changed since the result's commit, the result no longer describes this code, and ``verify`` refuses
+  (``--run-anyway`` overrides, and says so);
 - the **harness code** (training loop, callbacks, tasks and data, and the scoring: sample and text metrics, the
   committed feature classifiers and their model) can move numbers too: a change is reported as drift, and the re-run
   itself decides.
@@ -11,9 +12,9 @@ Two tiers, because a refactor of the harness must not orphan every committed res
 
 from __future__ import annotations
 
+import ast
 import os
 import re
-from importlib import util
 from pathlib import Path
 
 from benchmarks.environment import git
@@ -29,23 +30,111 @@ HARNESS_CODE = (
     "benchmarks/featurenets",  # the committed feature classifiers (weights) that score samples
     "lightning_modules/lenet_modern.py",  # the feature classifiers' model
 )
-_IMPORT = re.compile(r"^\s*(?:from|import)\s+(lightning_modules\.[\w.]+)", re.MULTILINE)
+PACKAGE = "lightning_modules"
+_CLASS_PATH = re.compile(rf"{PACKAGE}(?:\.\w+)+")
+_SCOPES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_NAMES = (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.expr_context)  # an assignment that binds names only
 
 
-def model_code(class_path: str) -> list[str]:
-    """Repository-relative files of the model's module and every lightning_modules module it imports, transitively."""
-    pending, seen = [class_path.rpartition(".")[0]], {}
+def model_changes(class_path: str, commit: str, root: Path = REPO_ROOT) -> list[str]:
+    """The names whose source differs between ``commit`` and the working tree, among what the model class runs: the
+    class, its bases and every top-level function, class or constant of lightning_modules these use, by name and
+    through ``from lightning_modules... import``, transitively, and each visited module's import-time statements.
+
+    Both versions are parsed with ``ast``, never imported: nothing a result file names is executed. Comments,
+    formatting and docstrings do not count (they cannot move a number); any other edit of a used definition does.
+    Unseen by this check: code reached dynamically (getattr, importlib) and packages (environment drift covers them).
+    """
+    if not _CLASS_PATH.fullmatch(class_path):
+        raise ValueError(f"model class_path {class_path!r} is not a {PACKAGE} class: only the suite's models re-run")
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        raise ValueError(f"code.git_commit {commit!r} is not a commit id: record the commit's hexadecimal id")
+    old = _fingerprint(class_path, lambda module: git("-C", str(root), "show", f"{commit}:{_path(module)}"))
+    new = _fingerprint(class_path, lambda module: _read(root / _path(module)))
+    return sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+
+
+def _path(module: str) -> str:
+    return f"{PACKAGE}/__init__.py" if module == PACKAGE else module.replace(".", "/") + ".py"
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def _fingerprint(class_path: str, read) -> dict[str, str]:
+    """{dotted name: the ast.dump of its top-level statements} for everything the class uses (see model_changes)."""
+    modules, prints, seen = {}, {}, set()
+    pending = [tuple(class_path.rsplit(".", 1))]  # (module, name); name "" loads the module, "*" uses all of it
     while pending:
-        module = pending.pop()
-        if module in seen:
+        module, name = pending.pop()
+        if (module, name) in seen:
             continue
-        spec = util.find_spec(module)
-        if spec is None or spec.origin is None:
-            continue
-        path = Path(spec.origin)
-        seen[module] = path.relative_to(REPO_ROOT).as_posix()
-        pending += _IMPORT.findall(path.read_text())
-    return sorted(seen.values())
+        seen.add((module, name))
+        if module not in modules:
+            modules[module] = table, loads, effects = _parse(read(module), module)
+            prints[f"{module} (import-time statements)"] = effects
+            pending += loads + [(module.rsplit(".", 1)[0], "")] * ("." in module)  # its package's __init__ runs too
+        table = modules[module][0]
+        if name == "*":
+            pending += [(module, n) for n in table]
+        elif name in table:
+            prints[f"{module}.{name}"] = "\n".join(
+                repr(i) if isinstance(i, tuple) else ast.dump(i) for i in table[name]
+            )
+            for item in table[name]:
+                pending += [item] if isinstance(item, tuple) else _references(item, module)
+        elif module == PACKAGE and name and read(f"{module}.{name}") is not None:  # from lightning_modules import x
+            pending.append((f"{module}.{name}", "*"))
+    return prints
+
+
+def _parse(source: str | None, module: str) -> tuple[dict[str, list], list[tuple[str, str]], str]:
+    """A module's top level: ({name: the statements that bind it, or the (module, name) it imports}, what loading it
+    uses, the dump of its import-time statements: all but definitions, imports and its docstring)."""
+    try:
+        tree = ast.parse(source or "")
+    except SyntaxError:
+        return {}, [], f"syntax error: {source}"
+    for node in ast.walk(tree):
+        body = node.body if isinstance(node, _SCOPES) else None
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            node.body = body[1:] or [ast.Pass()]  # a docstring (or a stray constant) does nothing
+    table, loads, effects = {}, [], []
+    for stmt in tree.body:
+        targets = getattr(stmt, "targets", None) or [getattr(stmt, "target", None)]
+        stores = [n for t in targets if t is not None for n in ast.walk(t)]
+        if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            table.setdefault(stmt.name, []).append(stmt)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            refs = _references(stmt, module)
+            loads += [(source, name if name == "*" else "") for source, name in refs]  # import * and import x: all
+            for alias in stmt.names if isinstance(stmt, ast.ImportFrom) and refs else []:
+                table.setdefault(alias.asname or alias.name, []).append((refs[0][0], alias.name))
+        elif stores and all(isinstance(n, _NAMES) for n in stores):
+            for n in stores:
+                if isinstance(n, ast.Name):
+                    table.setdefault(n.id, []).append(stmt)
+        else:
+            effects.append(stmt)
+    uses = [ref for stmt in effects for ref in _references(stmt, module)]
+    return table, loads + uses, "\n".join(map(ast.dump, effects))
+
+
+def _references(node: ast.AST, module: str) -> list[tuple[str, str]]:
+    """(module, name) for each name ``node`` uses: its own module's names, and what it imports from lightning_modules
+    (a plain ``import lightning_modules.x`` uses all of x)."""
+    refs = []
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            refs.append((module, n.id))
+        elif isinstance(n, ast.ImportFrom):
+            source = ".".join(filter(None, [module.rsplit(".", n.level)[0] if n.level else "", n.module]))
+            if source == PACKAGE or source.startswith(PACKAGE + "."):
+                refs += [(source, a.name) for a in n.names]
+        elif isinstance(n, ast.Import):
+            refs += [(a.name, "*") for a in n.names if a.name.startswith(PACKAGE + ".")]
+    return refs
 
 
 def history_available() -> bool:

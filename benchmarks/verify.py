@@ -2,30 +2,35 @@
 
 1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and its run (registry.RUN_FIELDS)
    equal the registry's entry today;
-   its commit must be in this repository's history, made from a clean tree, and the entry's model code must not have
-   changed since (provenance.py). Any failure refuses the verify with the reasons, unless ``--run-anyway``, which runs
+   its commit must be in this repository's history, made from a clean tree, and the code the entry runs (its model
+   class, its bases and the lightning_modules definitions they use; provenance.model_changes) must not have changed
+   since. Any failure refuses the verify with the reasons, unless ``--run-anyway``, which runs
    it nevertheless and says so in the verdict. Smoke results record no complete budget and are refused too.
 2. Re-run. The entry is rebuilt from the file's own resolved config (not from today's YAML), with its seeds (or the
    ``--seeds`` subset), precision, determinism setting and, on CPU, its torch thread count. The re-run's result file
    goes to ``<output>/verify-results``, never to the leaderboard.
 3. Compare. On the same hardware and software (no drift in environment.DRIFT_FIELDS) a deterministic result must match
    exactly: every test metric of every seed, its status and its selected epoch. Otherwise the re-run's mean must lie
-   within stats.verify_tolerance of the recorded mean. A side-by-side table per seed, the drift, and the verdict are
-   printed; the exit status is 0 on a match, 1 on a mismatch, 2 when refused.
+   within same_seeds_tolerance of the recorded mean over the same seeds (a ``--seeds 0`` re-run is compared with
+   seed 0's record, not with the mean of all the recorded seeds). A side-by-side table per seed, the drift, and the
+   verdict with what it rests on are printed; the exit status is 0 on a match, 1 on a mismatch, 2 when refused.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+from scipy import stats as student
 
 from benchmarks import paths, provenance
 from benchmarks.environment import drift, environment
 from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
 from benchmarks.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
 from benchmarks.results import Result, SeedResult, read_result
-from benchmarks.stats import verify_tolerance
+from benchmarks.stats import VERIFY_CONFIDENCE, verify_tolerance
 from benchmarks.tasks import UnknownNameError
 
 
@@ -67,9 +72,13 @@ def preflight(result: Result, accelerator: str | None) -> tuple[list[str], list[
     elif not provenance.commit_known(commit):
         refusals.append(f"commit {commit[:10]} is not in this repository's history (fetch it, or it is another fork's)")
     else:
-        changed = provenance.changed_since(commit, provenance.model_code(result.config["model"]["class_path"]))
+        try:  # parsed, never imported: the recorded class_path and commit are checked for their form first
+            changed = provenance.model_changes(str(result.config.get("model", {}).get("class_path")), commit)
+        except ValueError as error:
+            changed, refusals = [], [*refusals, str(error)]
         if changed:
-            refusals.append(f"the entry's model code changed since {commit[:10]}: {', '.join(changed)}")
+            refusals.append(f"the code the entry runs changed since {commit[:10]}: {', '.join(changed[:8])}"
+                            + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""))  # fmt: skip
         harness = provenance.changed_since(commit, provenance.HARNESS_CODE)
         if harness:
             notes.append(f"harness code changed since {commit[:10]} (may move numbers): {', '.join(harness)}")
@@ -118,8 +127,9 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.6g}"
 
 
-def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, list[str]]:
-    """(holds, mode, report lines): exact per-seed equality without drift, the mean within tolerance otherwise."""
+def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, str, list[str]]:
+    """(holds, mode, what the verdict rests on, report lines): without drift, exact per-seed equality; otherwise the
+    re-run's mean within same_seeds_tolerance of the recorded mean over the same seeds (never all the recorded ones)."""
     metric = recorded.metric
     by_seed = {s.seed: s for s in recorded.seeds}
     moved = drift(recorded.environment, rerun.environment)
@@ -135,23 +145,45 @@ def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, list[str]]:
         status = old.status if old.status == new.status else f"{old.status}→{new.status}"
         mark = ("yes" if equal else "NO") if exact else ("=" if equal else "≈")
         lines.append(f"{new.seed:>6}  {_num(a):>18}  {_num(b):>18}  {_num(delta):>10}  {status:<16}{mark}")
-    old_values, new_values = recorded.metric_values(), rerun.metric_values()
+    seeds = [s.seed for s in rerun.seeds]
+    same = recorded.model_copy(update={"seeds": [by_seed[seed] for seed in seeds]})
+    old_values, new_values = same.metric_values(), rerun.metric_values()
     old_mean = statistics.fmean(old_values) if old_values else None
     new_mean = statistics.fmean(new_values) if new_values else None
-    lines.append(f"{'mean':>6}  {_num(old_mean):>18}  {_num(new_mean):>18}  "
-                 f"{_num(new_mean - old_mean if old_values and new_values else None):>10}")  # fmt: skip
+    delta = new_mean - old_mean if old_values and new_values else None
+    lines.append(f"{'mean':>6}  {_num(old_mean):>18}  {_num(new_mean):>18}  {_num(delta):>10}  over seeds {seeds}")
     if moved:
         lines.append("environment drift (recorded → here): "
                      + "; ".join(f"{name} {old} → {new}" for name, old, new in moved))  # fmt: skip
     if exact:
-        lines.append("same hardware and software, deterministic: every metric of every seed must match exactly")
-        return all_equal, "exact", lines
-    if not old_values or not new_values or len(new_values) != len(rerun.seeds):
-        lines.append("a seed failed on one side: no mean to compare")
-        return False, "within tolerance", lines
-    tol, why = verify_tolerance(old_values, len(new_values))
+        basis = f"same hardware and software, deterministic: every test metric, status and epoch of seeds {seeds} equal"
+        return all_equal, "exact", basis, lines
+    if len(old_values) != len(seeds) or len(new_values) != len(seeds):
+        return False, "within tolerance", f"a seed of {seeds} failed on one side: no mean to compare", lines
+    tol, why = same_seeds_tolerance(recorded.metric_values(), len(seeds))
     lines.append(f"tolerance on the mean: {why}")
-    return abs(new_mean - old_mean) <= tol, "within tolerance", lines
+    basis = (f"the re-run's mean {metric} over seeds {seeds} within ±{tol:.4g} of the recorded mean over the same "
+             f"seeds (|Δ| {abs(new_mean - old_mean):.4g})")  # fmt: skip
+    return abs(new_mean - old_mean) <= tol, "within tolerance", basis, lines
+
+
+def same_seeds_tolerance(recorded: list[float], m: int) -> tuple[float, str]:
+    """How far the re-run's mean over m seeds may sit from the recorded mean over the same m seeds, and why.
+
+    Each mean has standard error σ/√m, so their difference at most σ·√(2/m) — the value for independent runs; running
+    the same seeds again can only correlate the two, which narrows it. σ is estimated by s over all n recorded seeds
+    (n − 1 df), and the bound is stats.verify_tolerance's 99 % Student-t quantile of that. Without a recorded spread,
+    verify_tolerance's coarse fraction of the recorded mean.
+    """
+    n = len(recorded)
+    std = statistics.stdev(recorded) if n >= 2 else 0.0
+    if std == 0:
+        return verify_tolerance(recorded, m)
+    t = float(student.t.ppf(0.5 + VERIFY_CONFIDENCE / 2, n - 1))
+    tol = t * std * math.sqrt(2 / m)
+    seeds = f"{m} seed{'s' * (m != 1)}"
+    return tol, (f"{VERIFY_CONFIDENCE:.0%} two-sided Student-t bound on a difference of means over the same {seeds}: "
+                 f"t({n - 1} df) {t:.3f} × s {std:.4g} (all {n} recorded seeds) × √(2/{m}) = {tol:.4g}")  # fmt: skip
 
 
 def verify(path: Path | str, opts: VerifyOptions) -> int:
@@ -180,9 +212,9 @@ def verify(path: Path | str, opts: VerifyOptions) -> int:
         registered = None
     entry = entry_from_resolved(result.config, path, registered)
     rerun, rerun_path = run_benchmark(entry, options)
-    holds, mode, lines = comparison(result, rerun)
+    holds, mode, basis, lines = comparison(result, rerun)
     print(f"\nrecorded: {path}\nre-run:   {rerun_path} ({environment(options.accelerator)['device']})")
     print("\n".join(lines))
     forced = " — RUN ANYWAY: " + "; ".join(refusals) if refusals else ""
-    print(f"\nverdict: {'MATCH' if holds else 'MISMATCH'} ({mode}){forced}")
+    print(f"\nverdict: {'MATCH' if holds else 'MISMATCH'} ({mode}), resting on {basis}{forced}")
     return 0 if holds else 1

@@ -65,7 +65,8 @@ def test_a_deterministic_cpu_result_verifies_exactly(result_file, tmp_path, caps
 def test_a_subset_of_seeds(result_file, tmp_path, capsys):
     assert verify(result_file, options(tmp_path, seeds=[1])) == 0
     out = capsys.readouterr().out
-    assert out.count(" yes") == 1 and "verdict: MATCH (exact)" in out
+    assert out.count(" yes") == 1 and "verdict: MATCH (exact), resting on same hardware" in out
+    assert re.search(r"mean .* over seeds \[1\]", out) and "every test metric, status and epoch of seeds [1]" in out
     with pytest.raises(BenchError, match="were not in the result"):
         verify(result_file, options(tmp_path, seeds=[7]))
 
@@ -196,3 +197,109 @@ def test_the_constraints_file_pins_every_dependency_exactly():
     declared = [re.match(r"[A-Za-z0-9_.-]+", r).group() for r in requirements]
     names = {re.sub(r"[-_.]+", "-", n).lower() for n in [*declared, *PACKAGES]}
     assert names - set(pins) == set(), "every dependency and recorded package has an exact pin"
+
+
+# --- what an entry runs: its class, its bases and the definitions they use, not whole files ---------------------------
+BASE = '''"""Shared."""
+import torch
+
+
+class Classifier:
+    def score(self, x):
+        return helper(x) * SCALE
+
+
+def helper(x):
+    return x + 1
+
+
+SCALE = 2
+'''
+MODEL = """from lightning_modules.base import Classifier
+
+
+class Model(Classifier):
+    pass
+"""
+
+
+@pytest.fixture
+def model_repo(tmp_path):
+    """A repository whose first commit holds lightning_modules/{base,model}.py; returns (root, that commit)."""
+    (tmp_path / "lightning_modules").mkdir()
+    (tmp_path / "lightning_modules" / "base.py").write_text(BASE)
+    (tmp_path / "lightning_modules" / "model.py").write_text(MODEL)
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fixture"],
+    ):
+        assert git("-C", str(tmp_path), *args) is not None
+    return tmp_path, git("-C", str(tmp_path), "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize(
+    "old, new, changed",
+    [
+        ("SCALE = 2\n", "SCALE = 2\n\n\nclass ImageGenerator:\n    pass\n", []),  # an unrelated addition to base.py
+        ('"""Shared."""', '"""Shared, and documented."""\n# a comment', []),  # docstrings and comments run nothing
+        ("    def score(self, x):\n", '    def score(self, x):\n        """Scored."""\n\n', []),
+        ("return helper(x) * SCALE", "return helper(x) * SCALE * 1", ["lightning_modules.base.Classifier"]),
+        ("return x + 1", "return x - 1", ["lightning_modules.base.helper"]),  # a helper the base class calls
+        ("SCALE = 2", "SCALE = 3", ["lightning_modules.base.SCALE"]),  # a constant it reads
+        (
+            "import torch\n",
+            "import torch\n\ntorch.manual_seed(1)\n",
+            ["lightning_modules.base (import-time statements)"],
+        ),
+    ],
+)
+def test_model_changes_are_what_the_entry_runs(model_repo, old, new, changed):
+    root, commit = model_repo
+    base = root / "lightning_modules" / "base.py"
+    base.write_text(base.read_text().replace(old, new, 1))
+    assert provenance.model_changes("lightning_modules.model.Model", commit, root) == changed
+
+
+def test_model_changes_parse_and_never_import(model_repo):
+    root, commit = model_repo
+    (root / "lightning_modules" / "model.py").write_text(MODEL + "raise SystemExit('imported')\n")
+    assert provenance.model_changes("lightning_modules.model.Model", commit, root) == [
+        "lightning_modules.model (import-time statements)"
+    ]
+    with pytest.raises(ValueError, match="is not a lightning_modules class"):
+        provenance.model_changes("os.system", commit, root)
+    with pytest.raises(ValueError, match="is not a commit id"):
+        provenance.model_changes("lightning_modules.model.Model", "--output=x", root)
+
+
+def test_the_mean_compares_the_same_seeds_and_the_verdict_says_what_it_rests_on(recorded):
+    from benchmarks.verify import comparison
+
+    result = read_result(recorded)
+    metric = result.metric
+    seeds = [s.model_copy(update={"metrics": {**s.metrics, metric: 10.0 + 2 * s.seed}}) for s in result.seeds]
+    result = result.model_copy(update={"seeds": seeds})  # recorded: 10, 12, 14 (mean 12)
+    rerun_seed = seeds[0].model_copy(update={"metrics": {**seeds[0].metrics, metric: 10.5}})
+    other = {**result.environment, "device": "Some Other CPU"}
+    rerun = result.model_copy(update={"seeds": [rerun_seed], "environment": other})
+    holds, mode, basis, lines = comparison(result, rerun)
+    assert re.search(r"mean\s+10\s+10\.5\s+0\.5\s+over seeds \[0\]", lines[-3]), lines
+    assert holds and mode == "within tolerance" and "over seeds [0]" in basis and "±" in basis
+    assert "√(2/1)" in lines[-1]
+    rerun = result.model_copy(update={"seeds": [seeds[0]]})
+    holds, mode, basis, _ = comparison(result, rerun)
+    assert holds and mode == "exact" and "every test metric" in basis and "[0]" in basis
+
+
+def test_the_gan_base_class_added_to_base_py_does_not_touch_the_classifiers():
+    """The README's case: base.py gained ImageGenerator; a classifier result from before that still verifies."""
+    if not provenance.history_available():
+        pytest.skip("needs the full git history")
+    added = git("log", "--format=%H", "-S", "class ImageGenerator", "--", "lightning_modules/base.py")
+    before = git("rev-parse", "--verify", "--quiet", f"{added.splitlines()[-1]}^") if added else None
+    if not before:
+        pytest.skip("no commit before ImageGenerator in this history")
+    assert provenance.changed_since(before, ["lightning_modules/base.py"]) == ["lightning_modules/base.py"]
+    changed = provenance.model_changes("lightning_modules.perceptron.Perceptron", before)
+    assert not any("ImageGenerator" in name for name in changed), changed
