@@ -116,7 +116,7 @@ def budget(config: dict) -> str:
     """'12 epochs', or '8 epochs (2,000 steps)' where an epoch is a fixed number of steps (language models)."""
     epochs = config["trainer"]["max_epochs"]
     steps = config["data"].get("init_args", {}).get("steps_per_epoch")
-    return f"{epochs} epochs" + (f" ({epochs * steps:,} steps)" if steps else "")
+    return f"{epochs} epoch{'s' * (epochs != 1)}" + (f" ({epochs * steps:,} steps)" if steps else "")
 
 
 SHOWN_ARTIFACTS = ("samples.png", "translations.md", "sample.txt")  # what a row links to, first found wins

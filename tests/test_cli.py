@@ -106,8 +106,12 @@ def test_demo_plan_covers_the_early_milestones():
 def test_demo_runs_offline_and_prints_a_leaderboard(capsys, tmp_path):
     run_demo(BenchOptions(wandb="off", progress="none", output_dir=str(tmp_path)))  # what `make demo` runs
     out = capsys.readouterr().out
-    assert "## logic-gates" in out and "## digits" in out and "demo finished" in out
+    assert "logic-gates: test error" in out and "digits: test error" in out and "demo finished" in out
     assert (tmp_path / "demo" / "results" / "digits" / "lenet5-modern").exists()
+    assert "![" not in out and "| # |" not in out and "1 epochs" not in out, "a readable table, not raw markdown"
+    assert "too few for" in out, "the mlp row says why its error is high on digits"
+    board = tmp_path / "demo" / "leaderboard"
+    assert "plots/digits.png" in (board / "README.md").read_text() and (board / "plots" / "digits.png").exists()
 
 
 def test_make_help_lists_targets_and_a_bench_rule_per_entry():
