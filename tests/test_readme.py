@@ -84,3 +84,13 @@ def test_every_readme_command_works_as_written(line):
         assert os.access(REPO_ROOT / ".ci/run", os.X_OK)
     else:
         pytest.fail(f"a README command this test does not know how to check: {line}")
+
+
+def test_the_readme_answers_the_first_questions():
+    """PATH, install size and a smaller build, a smoke run, what the MNIST table's hardware is, compare --wandb."""
+    text = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert "source .venv/bin/activate" in text
+    assert "~6.3 GB" in text and "TORCH_SPEC='torch==" in text and "download.pytorch.org/whl/cpu" in text
+    assert any("--max-epochs 1" in line and "smoke run" in line for line in COMMANDS)
+    assert "this project's CPU machine" not in text, "the MNIST table has a GPU row"
+    assert "needs W&B online" in text
