@@ -395,6 +395,7 @@ def make_wandb_logger(ctx: RunContext, task, seed: int):
         config={"entry": ctx.entry.name, "seed": seed, "config": ctx.resolved, "config_hash": ctx.chash,
                 "environment": ctx.env, "precision": ctx.precision},
     )  # fmt: skip
+    logger._wandb_init.pop("anonymous", None)  # Lightning passes None; W&B warns on every run that it has no effect
     return logger
 
 

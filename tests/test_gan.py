@@ -167,10 +167,11 @@ def test_gan_through_the_harness_is_deterministic_and_saves_a_grid(entry, quick,
     assert len(list((tmp_path / "a").rglob("samples/epoch-*.png"))) == 2, "a grid per epoch in the run folder"
 
 
-def test_gan_logs_its_sample_grids_to_wandb_offline(quick, small_mnist, tmp_path):
+def test_gan_logs_its_sample_grids_to_wandb_offline(quick, small_mnist, tmp_path, capfd):
     result, _ = run_benchmark(
         "gan", quick(task="mnist-gen", data_dir=str(small_mnist), limit_train_batches=2, wandb="offline")
     )
+    assert "anonymous setting" not in capfd.readouterr().err, "no W&B warning about a setting we never chose"
     run_id = result.seeds[0].wandb_run.split("/")[-1]
     run_dir = next((tmp_path / "runs" / "wandb").rglob(f"*{run_id}"))
     assert list(run_dir.rglob("media/images/samples_*.png")), "the grid is in the offline W&B run"
