@@ -37,7 +37,7 @@ def export_feature_net(task: str, *, data_dir=None, output_dir=None, threads: in
     seed = result.seeds[0]
     if seed.status != "ok":
         raise RuntimeError(f"the classifier run failed: {seed.failure}")
-    best = sorted((Path(seed.log_dir) / "checkpoints").glob("best-*.ckpt"))[-1]
+    best = sorted((seed.run_dir(paths.output_dir(output_dir)) / "checkpoints").glob("best-*.ckpt"))[-1]
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
     hparams = dict(checkpoint["hyper_parameters"])
     path = Path(out_dir or FEATURE_NET_DIR) / f"{task}-{ENTRY}.pt"

@@ -231,17 +231,17 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         if results_dir is None:
             results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
         path = write_result(result, results_dir)
-        copy_artifacts(result, path)
+        copy_artifacts(result, path, paths.output_dir(opts.output_dir))
     return result, path
 
 
-def copy_artifacts(result: Result, path: Path) -> None:
+def copy_artifacts(result: Result, path: Path, output_dir: Path) -> None:
     """Each seed's ``artifacts/`` files (e.g. a sample grid) go beside the result: ``<result stem>/seed-<k>/``."""
     for seed in result.seeds:
         for name in seed.artifacts:
             target = artifact_path(path, seed.seed, name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(seed.log_dir) / ARTIFACTS / name, target)
+            shutil.copyfile(seed.run_dir(output_dir) / ARTIFACTS / name, target)
 
 
 def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
@@ -358,7 +358,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         epochs=trainer.current_epoch,
         val_history=meter.history,
         wandb_run=finish_wandb(wandb_logger, metrics),
-        log_dir=str(seed_dir),
+        log_dir=os.path.relpath(seed_dir, paths.output_dir(opts.output_dir)),  # another machine's paths mean nothing
         artifacts=sorted(p.name for p in (seed_dir / ARTIFACTS).glob("*") if p.is_file()),
     )
     if trainer.global_rank == 0:

@@ -41,8 +41,12 @@ class SeedResult(Strict):
     epochs: int
     val_history: list[dict[str, float | None]] = []  # None: a validation metric that was not finite (NaN samples)
     wandb_run: str | None = None
-    log_dir: str | None = None
+    log_dir: str | None = None  # the seed's run folder, relative to the output folder (older files: absolute)
     artifacts: list[str] = []  # files saved with the result (e.g. samples.png): see ``artifact_path``
+
+    def run_dir(self, output_dir: str | os.PathLike) -> Path | None:
+        """The seed's run folder (checkpoints, logs, artifacts) under ``output_dir``, the folder it was run with."""
+        return Path(output_dir) / self.log_dir if self.log_dir else None
 
 
 class Aggregate(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -139,3 +140,11 @@ def test_fewer_seeds_than_the_protocol_is_provisional(results_dir, tmp_path):
 def test_committed_leaderboard_equals_what_the_committed_results_produce():
     problems = leaderboard.check()
     assert problems == [], "\n".join(problems)
+
+
+def test_a_result_records_its_run_folder_relative_to_the_output_folder(quick, tmp_path):
+    opts = quick(task="digits")
+    result, path = run_benchmark("perceptron-single-layer", opts)
+    seed = result.seeds[0]
+    assert not os.path.isabs(seed.log_dir) and str(tmp_path) not in path.read_text(), "no local absolute path"
+    assert (seed.run_dir(opts.output_dir) / "seed_result.json").exists()
