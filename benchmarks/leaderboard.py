@@ -269,7 +269,7 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
             better = "lower" if m.direction == "min" else "higher"
             unit = f" {m.unit}" if m.unit else ""
             out.append(
-                f"{task.description}. Metric: test {m.name}{unit} ({better} is better). Protocol: "
+                f"{task.description}. Metric: {task.reported_split} {m.name}{unit} ({better} is better). Protocol: "
                 f"{task.protocol}. Target (validation): {task.target:g}. Minimum seeds: {task.min_seeds}."
             )
             real = references(rows, results, task)
