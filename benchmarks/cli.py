@@ -262,10 +262,25 @@ def cmd_demo(args) -> None:
     run_demo(bench_options(args))
 
 
+def resume_command(argv: list[str], entry: str) -> str:
+    """The command that continues an interrupted `milestones bench`: the same options and --resume; under make, also
+    the make target (make sets MAKELEVEL for what it runs)."""
+    import shlex
+
+    given = [a for a in argv if a != "--resume"]
+    command = f"milestones {shlex.join(given)} --resume"
+    if os.environ.get("MAKELEVEL") and given[:1] == ["bench"] and entry in given:
+        rest = given[1:]
+        rest.remove(entry)
+        command += f" (or: make bench-{entry} ARGS={shlex.quote(shlex.join([*rest, '--resume']))})"
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from benchmarks.harness import BenchError
+    from benchmarks.harness import BenchError, BenchInterrupted
     from benchmarks.references import ReferenceError
     from benchmarks.registry import ConfigError
     from benchmarks.results import ResultError
@@ -282,6 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     except known as error:
         print(f"milestones: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except BenchInterrupted as stop:  # Ctrl-C (130) or SIGTERM (143): never a success, and never a result file
+        resume = f"; resume: {resume_command(argv, args.entry)}" if args.command == "bench" else ""
+        print(f"milestones: {stop.describe()}{resume}", file=sys.stderr, flush=True)
+        sys.exit(stop.code)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -29,6 +30,7 @@ import torch
 from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS_CONVERSION
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from benchmarks import paths
 from benchmarks.callbacks import (
@@ -48,6 +50,35 @@ PRECISIONS = typing.get_args(_PRECISION_INPUT_STR)
 
 class BenchError(ValueError):
     """A bad option (precision, accelerator, seeds); one line for the user."""
+
+
+class BenchInterrupted(SystemExit):
+    """Ctrl-C or SIGTERM stopped a seed: no result is written, and the exit status is 128 + the signal (130, 143).
+
+    Lightning turns Ctrl-C into ``SystemExit(1)`` and SIGTERM into ``SIGTERMException``, a ``SystemExit`` whose
+    status is 0: a killed run would look like success. Only end-of-epoch checkpoints are kept (a checkpoint taken
+    mid-epoch would resume the data order and RNG streams inexactly), so a resume restarts the partial epoch from
+    ``last.ckpt`` and a deterministic resumed run still ends with exactly the uninterrupted metrics.
+    """
+
+    def __init__(self, signum: int, seed: int, epoch: int, max_epochs: int, step: int, checkpoint: Path) -> None:
+        super().__init__(128 + signum)
+        self.signal, self.seed, self.epoch, self.max_epochs, self.step = signum, seed, epoch, max_epochs, step
+        self.checkpoint = checkpoint
+
+    def describe(self) -> str:
+        """One line: the signal, where it stopped, and what a resume starts from."""
+        where = f"{signal.Signals(self.signal).name} at seed {self.seed}, epoch {self.epoch + 1}/{self.max_epochs}"
+        kept = "no end-of-epoch checkpoint yet, a resume starts this seed over"
+        if self.checkpoint.exists():
+            try:
+                saved = torch.load(self.checkpoint, map_location="cpu", weights_only=False, mmap=True)
+                kept = f"kept {self.checkpoint} (end of epoch {saved['epoch'] + 1}, step {saved['global_step']:,})"
+            except Exception:  # e.g. cut off while being written: say so rather than fail here
+                kept = f"{self.checkpoint} is unreadable, a resume may have to start this seed over"
+            else:
+                kept += ", a resume restarts the partial epoch from it"
+        return f"interrupted by {where} (step {self.step:,}); {kept}"
 
 
 @dataclass
@@ -296,7 +327,9 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     elif progress == "plain":
         callbacks.append(PlainProgress(f"{entry.name} seed {seed}", task.val_key))
     loggers = [CSVLogger(seed_dir, name="csv")]  # version_0, version_1, ... one per attempt when resuming
-    wandb_logger = make_wandb_logger(ctx, task, seed) if ctx.wandb_mode != "off" else None
+    wandb_logger = (
+        make_wandb_logger(ctx, task, seed, seed_dir, resume_from is not None) if ctx.wandb_mode != "off" else None
+    )
     if wandb_logger is not None:
         loggers.append(wandb_logger)
 
@@ -326,10 +359,15 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     except NonFiniteLossError as error:
         status, failure = "failed", str(error)
         print(f"seed {seed}: FAILED, {error}", flush=True)
+    except (KeyboardInterrupt, SystemExit) as error:
+        raise interrupted(error, trainer, seed, last_ckpt, wandb_logger) from error
     measured = copy.deepcopy(meter.state_dict())  # trainer.test(ckpt_path=best) restores callback states: keep ours
     if status == "ok":
         best = None if final else (checkpoint.best_model_path or None)  # None: the model's weights as they are
-        metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+        try:
+            metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+        except (KeyboardInterrupt, SystemExit) as error:
+            raise interrupted(error, trainer, seed, last_ckpt, wandb_logger) from error
         notes = {k: v for k, v in metrics.items() if isinstance(v, str)}  # e.g. sacrebleu's signature
         metrics = {k: v for k, v in metrics.items() if not isinstance(v, str)}
         value = metrics.get(task.metric.name, math.nan)
@@ -369,6 +407,20 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     return seed_result, trainer.world_size, datamodule.identity()
 
 
+def interrupted(error: BaseException, trainer: L.Trainer, seed: int, last_ckpt: Path, wandb_logger) -> BaseException:
+    """A Ctrl-C or SIGTERM during fit or test as a BenchInterrupted (exit 130 or 143); any other exit as it is."""
+    if isinstance(error, SIGTERMException):
+        signum = signal.SIGTERM
+    elif isinstance(error, KeyboardInterrupt) or trainer.interrupted:  # Lightning's Ctrl-C is a SystemExit(1)
+        signum = signal.SIGINT
+    else:
+        return error
+    stop = BenchInterrupted(signum, seed, trainer.current_epoch, trainer.max_epochs, trainer.global_step, last_ckpt)
+    if wandb_logger is not None and getattr(wandb_logger, "_experiment", None) is not None:
+        wandb_logger.experiment.finish(exit_code=stop.code)  # marked as stopped; --resume continues the same run
+    return stop
+
+
 def best_epoch(history: list[dict], task) -> int | None:
     best = None
     for row in history:
@@ -379,12 +431,23 @@ def best_epoch(history: list[dict], task) -> int | None:
     return int(best["epoch"]) if best else None
 
 
-def make_wandb_logger(ctx: RunContext, task, seed: int):
+def make_wandb_logger(ctx: RunContext, task, seed: int, seed_dir: Path, resuming: bool):
+    """The seed's W&B run; its id is kept in the seed's folder, so that --resume continues the same run."""
+    import secrets
+
     from lightning.pytorch.loggers import WandbLogger
 
     save_dir = paths.output_dir(ctx.opts.output_dir) / "wandb"
     save_dir.mkdir(parents=True, exist_ok=True)
+    id_file = seed_dir / "wandb_run_id"
+    run_id = id_file.read_text().strip() if resuming and id_file.exists() else ""
+    if not run_id:
+        run_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8))  # W&B's own form
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+            write_atomic(run_id, id_file, overwrite=True)  # other ranks' loggers never start a run
     logger = WandbLogger(
+        id=run_id,
+        resume="allow",
         project=ctx.opts.wandb_project,
         group=f"{ctx.entry.name}/{task.name}",
         name=f"{ctx.entry.name}-{task.name}-seed{seed}",

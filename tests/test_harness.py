@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 
+from benchmarks.cli import resume_command
 from benchmarks.harness import BenchError, resolve_precision, run_benchmark
 from benchmarks.paths import REPO_ROOT
 from benchmarks.results import find_results, read_result
@@ -71,6 +74,34 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(quick, tmp
     assert path.exists()
 
 
+def test_resumed_seed_continues_the_same_wandb_run(quick, tmp_path):
+    """A resume logs to the interrupted attempt's W&B run (its id is kept in the seed's folder), not to a new one."""
+    options = dict(task="digits", max_epochs=3, wandb="offline")
+    with pytest.raises(SystemExit) as stop:
+        run_benchmark("mlp", quick(**options, callbacks=[InterruptAt(2)]))
+    assert stop.value.code == 130, "Ctrl-C: 128 + SIGINT, never 0"
+    assert "a resume restarts the partial epoch" in stop.value.describe()
+    wandb_dir = tmp_path / "runs" / "wandb" / "wandb"
+    (first,) = {p.name.rsplit("-", 1)[1] for p in wandb_dir.glob("offline-run-*")}
+
+    resumed, _ = run_benchmark("mlp", quick(**options, resume=True))
+    assert resumed.seeds[0].wandb_run.split("/")[-1] == first
+    assert {p.name.rsplit("-", 1)[1] for p in wandb_dir.glob("offline-run-*")} == {first}
+
+    fresh, _ = run_benchmark("mlp", quick(**options))  # without --resume a seed starts over, in a new run
+    assert fresh.seeds[0].wandb_run.split("/")[-1] != first
+
+
+def test_resume_command_repeats_the_options_and_names_the_make_target_under_make(monkeypatch):
+    monkeypatch.delenv("MAKELEVEL", raising=False)
+    given = ["bench", "lenet5", "--task", "mnist", "--data-dir", "/a b", "--resume"]
+    assert resume_command(given, "lenet5") == "milestones bench lenet5 --task mnist --data-dir '/a b' --resume"
+    monkeypatch.setenv("MAKELEVEL", "1")
+    assert resume_command(["bench", "lenet5", "--seeds", "0,1,2"], "lenet5") == (
+        "milestones bench lenet5 --seeds 0,1,2 --resume (or: make bench-lenet5 ARGS='--seeds 0,1,2 --resume')"
+    )
+
+
 class PoisonWeights(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == 3:
@@ -119,9 +150,15 @@ def test_bad_seeds_are_refused(quick):
         run_benchmark("perceptron", quick(task="digits", seeds=[1, 1]))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_interrupted_or_killed_process_then_resume(tmp_path, sig):
-    """Ctrl-C or SIGKILL to a running `milestones bench`: no result file; `--resume` continues from the checkpoint."""
+@pytest.mark.parametrize(
+    "sig, status",
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)],
+    ids=["ctrl-c", "sigterm", "killed"],
+)
+def test_interrupted_or_killed_process_then_resume(tmp_path, sig, status):
+    """Ctrl-C, SIGTERM or SIGKILL to a running `milestones bench`: a non-zero exit status (Lightning's SIGTERM handling
+    used to exit 0), no result file, one line that says where it stopped and the command that continues it; that
+    command, `--resume`, continues from the checkpoint."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     args = [sys.executable, "-m", "benchmarks.cli", "bench", "lenet5", "--task", "digits", "--seeds", "0",
             "--wandb", "off", "--progress", "plain", "--results-dir", str(tmp_path / "results"),
@@ -138,11 +175,20 @@ def test_interrupted_or_killed_process_then_resume(tmp_path, sig):
             break
         assert time.time() < deadline, "".join(lines)
     rest = proc.communicate(timeout=120)[0]
-    assert proc.returncode != 0, "".join(lines) + rest
+    assert proc.returncode == status, "".join(lines) + rest
     assert not find_results(tmp_path / "results")
-    assert list((tmp_path / "runs").rglob("last.ckpt"))
+    (last,) = (tmp_path / "runs").rglob("last.ckpt")
+    resume = [*args, "--resume"]
+    if sig != signal.SIGKILL:
+        (said,) = [line for line in rest.splitlines() if "interrupted" in line]
+        name, kept = signal.Signals(sig).name, re.escape(str(last))
+        assert re.fullmatch(rf"milestones: interrupted by {name} at seed 0, epoch \d+/20 \(step [\d,]+\); kept {kept} "
+                            r"\(end of epoch \d+, step [\d,]+\), a resume restarts the partial epoch from it; "
+                            r"resume: milestones bench .* --resume", said), said  # fmt: skip
+        resume = [sys.executable, "-m", "benchmarks.cli", *shlex.split(said.split("resume: milestones ")[1])]
+        assert resume[3:] == [*args[3:], "--resume"], "the exact command, with every option given"
 
-    done = subprocess.run([*args, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(resume, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming from" in done.stdout
     (path,) = find_results(tmp_path / "results")
