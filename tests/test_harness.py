@@ -74,6 +74,15 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(quick, tmp
     assert path.exists()
 
 
+def wandb_run_ids(folder: Path) -> set[str]:
+    """The run ids of W&B's offline folders, ``offline-run-<date>_<time>-<id>``; W&B adds ``-1`` to a folder name it
+    has already used (an attempt and its resume within the same second), which is not part of the id."""
+    return {
+        re.fullmatch(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)(-\d+)?", p.name).group(1)
+        for p in folder.glob("offline-run-*")
+    }
+
+
 def test_resumed_seed_continues_the_same_wandb_run(quick, tmp_path):
     """A resume logs to the interrupted attempt's W&B run (its id is kept in the seed's folder), not to a new one."""
     options = dict(task="digits", max_epochs=3, wandb="offline")
@@ -82,11 +91,11 @@ def test_resumed_seed_continues_the_same_wandb_run(quick, tmp_path):
     assert stop.value.code == 130, "Ctrl-C: 128 + SIGINT, never 0"
     assert "a resume restarts the partial epoch" in stop.value.describe()
     wandb_dir = tmp_path / "runs" / "wandb" / "wandb"
-    (first,) = {p.name.rsplit("-", 1)[1] for p in wandb_dir.glob("offline-run-*")}
+    (first,) = wandb_run_ids(wandb_dir)
 
     resumed, _ = run_benchmark("mlp", quick(**options, resume=True))
     assert resumed.seeds[0].wandb_run.split("/")[-1] == first
-    assert {p.name.rsplit("-", 1)[1] for p in wandb_dir.glob("offline-run-*")} == {first}
+    assert wandb_run_ids(wandb_dir) == {first}
 
     fresh, _ = run_benchmark("mlp", quick(**options))  # without --resume a seed starts over, in a new run
     assert fresh.seeds[0].wandb_run.split("/")[-1] != first
