@@ -168,7 +168,8 @@ def test_interrupted_or_killed_process_then_resume(tmp_path, sig, status):
     """Ctrl-C, SIGTERM or SIGKILL to a running `milestones bench`: a non-zero exit status (Lightning's SIGTERM handling
     used to exit 0), no result file, one line that says where it stopped and the command that continues it; that
     command, `--resume`, continues from the checkpoint."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # not under make (as `make test` is): the line then also names a make command, which test_resume_command_... checks
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")} | {"PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "benchmarks.cli", "bench", "lenet5", "--task", "digits", "--seeds", "0",
             "--wandb", "off", "--progress", "plain", "--results-dir", str(tmp_path / "results"),
             "--output-dir", str(tmp_path / "runs")]  # fmt: skip
