@@ -22,15 +22,18 @@ def welch_p_better(a: list[float], b: list[float], direction: str) -> float | No
     return p if math.isfinite(p) else None
 
 
-def verify_tolerance(recorded: list[float], rerun_count: int) -> tuple[float, str]:
+def verify_tolerance(recorded: list[float], rerun_count: int, same_seeds: bool = False) -> tuple[float, str]:
     """How far a re-run's mean may sit from the recorded mean when the hardware or software differs, and why.
 
     Under the hypothesis that the re-run draws its seeds from the same distribution as the recorded ones, the
     difference of the two means has standard error s·√(1/n + 1/m) (s: the recorded sample std over n seeds, m: the
     re-run's seeds), and |difference| / that error follows Student's t with n − 1 degrees of freedom. The tolerance is
     its two-sided 99 % quantile: an honest result fails about once in a hundred verifies, a real shift of a few
-    standard errors fails nearly always. Without a spread (n = 1, or all seeds equal) there is nothing to derive a
-    tolerance from, and 10 % of the recorded mean is used instead: a coarse check, and the output says so.
+    standard errors fails nearly always. With ``same_seeds`` the re-run's m seeds are compared with the recorded mean
+    over those same m seeds: each mean has standard error σ/√m, so the difference s·√(2/m) (the value for independent
+    runs; re-running the same seeds can only correlate the two, which narrows it); s still comes from all n recorded
+    seeds. Without a spread (n = 1, or all seeds equal) there is nothing to derive a tolerance from, and 10 % of the
+    recorded mean is used instead: a coarse check, and the output says so.
     """
     n, m = len(recorded), rerun_count
     mean = statistics.fmean(recorded)
@@ -40,6 +43,12 @@ def verify_tolerance(recorded: list[float], rerun_count: int) -> tuple[float, st
         return tol, (f"no recorded spread (n = {n}{', all seeds equal' if n >= 2 else ''}): "
                      f"{NO_SPREAD_FRACTION:.0%} of the recorded mean = {tol:.4g}")  # fmt: skip
     t = float(stats.t.ppf(0.5 + VERIFY_CONFIDENCE / 2, n - 1))
+    if same_seeds:
+        tol = t * std * math.sqrt(2 / m)
+        seeds = f"{m} seed{'s' * (m != 1)}"
+        return tol, (f"{VERIFY_CONFIDENCE:.0%} two-sided Student-t bound on a difference of means over the same "
+                     f"{seeds}: t({n - 1} df) {t:.3f} × s {std:.4g} (all {n} recorded seeds) × √(2/{m}) = "
+                     f"{tol:.4g}")  # fmt: skip
     tol = t * std * math.sqrt(1 / n + 1 / m)
     why = (f"{VERIFY_CONFIDENCE:.0%} two-sided Student-t bound on a difference of means: t({n - 1} df) {t:.3f} × "
            f"s {std:.4g} × √(1/{n} + 1/{m}) = {tol:.4g}")  # fmt: skip

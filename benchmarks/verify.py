@@ -11,26 +11,24 @@
    goes to ``<output>/verify-results``, never to the leaderboard.
 3. Compare. On the same hardware and software (no drift in environment.DRIFT_FIELDS) a deterministic result must match
    exactly: every test metric of every seed, its status and its selected epoch. Otherwise the re-run's mean must lie
-   within same_seeds_tolerance of the recorded mean over the same seeds (a ``--seeds 0`` re-run is compared with
-   seed 0's record, not with the mean of all the recorded seeds). A side-by-side table per seed, the drift, and the
-   verdict with what it rests on are printed; the exit status is 0 on a match, 1 on a mismatch, 2 when refused.
+   within stats.verify_tolerance (same_seeds) of the recorded mean over the same seeds (a ``--seeds 0`` re-run is
+   compared with seed 0's record, not with the mean of all the recorded seeds). A side-by-side table per seed, the
+   drift, and the verdict with what it rests on are printed; the exit status is 0 on a match, 1 on a mismatch, 2 when
+   refused.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-
-from scipy import stats as student
 
 from benchmarks import paths, provenance
 from benchmarks.environment import drift, environment
 from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
 from benchmarks.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
 from benchmarks.results import Result, SeedResult, read_result
-from benchmarks.stats import VERIFY_CONFIDENCE, verify_tolerance
+from benchmarks.stats import verify_tolerance
 from benchmarks.tasks import UnknownNameError
 
 
@@ -129,7 +127,8 @@ def _num(value: float | None) -> str:
 
 def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, str, list[str]]:
     """(holds, mode, what the verdict rests on, report lines): without drift, exact per-seed equality; otherwise the
-    re-run's mean within same_seeds_tolerance of the recorded mean over the same seeds (never all the recorded ones)."""
+    re-run's mean within stats.verify_tolerance(same_seeds=True) of the recorded mean over the same seeds (never all
+    the recorded ones)."""
     metric = recorded.metric
     by_seed = {s.seed: s for s in recorded.seeds}
     moved = drift(recorded.environment, rerun.environment)
@@ -160,30 +159,11 @@ def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, str, list[st
         return all_equal, "exact", basis, lines
     if len(old_values) != len(seeds) or len(new_values) != len(seeds):
         return False, "within tolerance", f"a seed of {seeds} failed on one side: no mean to compare", lines
-    tol, why = same_seeds_tolerance(recorded.metric_values(), len(seeds))
+    tol, why = verify_tolerance(recorded.metric_values(), len(seeds), same_seeds=True)
     lines.append(f"tolerance on the mean: {why}")
     basis = (f"the re-run's mean {metric} over seeds {seeds} within ±{tol:.4g} of the recorded mean over the same "
              f"seeds (|Δ| {abs(new_mean - old_mean):.4g})")  # fmt: skip
     return abs(new_mean - old_mean) <= tol, "within tolerance", basis, lines
-
-
-def same_seeds_tolerance(recorded: list[float], m: int) -> tuple[float, str]:
-    """How far the re-run's mean over m seeds may sit from the recorded mean over the same m seeds, and why.
-
-    Each mean has standard error σ/√m, so their difference at most σ·√(2/m) — the value for independent runs; running
-    the same seeds again can only correlate the two, which narrows it. σ is estimated by s over all n recorded seeds
-    (n − 1 df), and the bound is stats.verify_tolerance's 99 % Student-t quantile of that. Without a recorded spread,
-    verify_tolerance's coarse fraction of the recorded mean.
-    """
-    n = len(recorded)
-    std = statistics.stdev(recorded) if n >= 2 else 0.0
-    if std == 0:
-        return verify_tolerance(recorded, m)
-    t = float(student.t.ppf(0.5 + VERIFY_CONFIDENCE / 2, n - 1))
-    tol = t * std * math.sqrt(2 / m)
-    seeds = f"{m} seed{'s' * (m != 1)}"
-    return tol, (f"{VERIFY_CONFIDENCE:.0%} two-sided Student-t bound on a difference of means over the same {seeds}: "
-                 f"t({n - 1} df) {t:.3f} × s {std:.4g} (all {n} recorded seeds) × √(2/{m}) = {tol:.4g}")  # fmt: skip
 
 
 def verify(path: Path | str, opts: VerifyOptions) -> int:
