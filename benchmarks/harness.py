@@ -72,7 +72,7 @@ class BenchInterrupted(SystemExit):
         kept = "no end-of-epoch checkpoint yet, a resume starts this seed over"
         if self.checkpoint.exists():
             try:
-                saved = torch.load(self.checkpoint, map_location="cpu", weights_only=False, mmap=True)
+                saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
                 kept = f"kept {self.checkpoint} (end of epoch {saved['epoch'] + 1}, step {saved['global_step']:,})"
             except Exception:  # e.g. cut off while being written: say so rather than fail here
                 kept = f"{self.checkpoint} is unreadable, a resume may have to start this seed over"
@@ -116,6 +116,11 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*configure_optimizers` returned `None`.*")
+
+
+def is_first_process() -> bool:
+    """Rank 0 of node 0 (also before Lightning has set up its strategy): the one process that writes files."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -257,7 +262,7 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
     path = None
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+    if is_first_process():
         results_dir = Path(opts.results_dir) if opts.results_dir else None
         if results_dir is None:
             results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
@@ -443,7 +448,7 @@ def make_wandb_logger(ctx: RunContext, task, seed: int, seed_dir: Path, resuming
     run_id = id_file.read_text().strip() if resuming and id_file.exists() else ""
     if not run_id:
         run_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8))  # W&B's own form
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        if is_first_process():
             write_atomic(run_id, id_file, overwrite=True)  # other ranks' loggers never start a run
     logger = WandbLogger(
         id=run_id,
