@@ -55,7 +55,7 @@ class Reported(Strict):
     ``kind: suite`` names the computation (``reference``) whose committed record in leaderboards/references/ holds the
     value (``milestones reference <name> --task <task>`` makes it); validate checks the two agree."""
 
-    kind: Literal["paper", "later-paper", "implementation", "suite"]
+    kind: Literal[tuple(REFERENCE_KINDS)]
     task: str
     value: float
     source: str
@@ -79,7 +79,7 @@ DEVIATION_KINDS = TASK_FIXED + ("model", "recipe")
 class Deviation(Strict):
     """One thing that differs from the paper, and why."""
 
-    kind: Literal["data", "budget", "seeds", "protocol", "model", "recipe"]
+    kind: Literal[DEVIATION_KINDS]
     what: str = Field(min_length=1)
     why: str = Field(min_length=1)
 
