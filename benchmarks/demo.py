@@ -18,6 +18,7 @@ from benchmarks import paths
 from benchmarks.harness import BenchOptions, run_benchmark
 from benchmarks.leaderboard import build, collect, load_results
 from benchmarks.registry import all_entries
+from benchmarks.tasks import all_tasks
 
 DEMO_TASKS = ("logic-gates", "digits")
 
@@ -58,7 +59,8 @@ def render_tables(results_dir) -> str:
     console = Console(width=200 if not sys.stdout.isatty() else None, record=True)
     ranked, _ = collect(load_results(results_dir))
     for task, rows in ranked.items():
-        table = Table(title=f"{task}: test {rows[0]['metric']}", title_justify="left")
+        split = getattr(all_tasks().get(task), "reported_split", "test")  # as the leaderboard's text names it
+        table = Table(title=f"{task}: {split} {rows[0]['metric']}", title_justify="left")
         for column in ("#", "entry", "year", "division", f"{rows[0]['metric']} (n)", "reference", "budget", "note"):
             table.add_column(column)
         for rank, r in enumerate(rows, 1):
