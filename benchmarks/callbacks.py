@@ -1,4 +1,5 @@
-"""Callbacks the harness adds to every run: timing and targets, RNG state in checkpoints, NaN stop, plain progress."""
+"""Callbacks the harness adds to every run: timing and targets, RNG state in checkpoints, NaN stop, plain progress,
+the kill points of the fault tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
+
+from benchmarks import faults
+
+
+class KillPoints(L.Callback):
+    """The training and evaluation kill points of benchmarks/faults.py (no-ops unless MILESTONES_KILL_AT is set)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        faults.reached("training")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        faults.reached("evaluation")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -8,23 +8,49 @@ file) is printed as one line on stderr and exits with status 2; nothing half-wri
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import warnings
 
+# a full disk or quota, a file-size limit, a read-only or forbidden folder: said in one line, with how to continue
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+MAX_SEED = 2**32 - 1  # harness.MAX_SEED, without importing torch to parse the command line
+
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got '{text}')") from None
+        raise argparse.ArgumentTypeError(f"takes comma-separated integers, e.g. 0,1,2 (got '{text}')") from None
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are integers from 0 to {MAX_SEED} (got '{text}')")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1 (got '{text}')") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1 (got {value})")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``milestones bench: error: … (see milestones bench --help)``."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from benchmarks.paths import CONFIG_DIR
 
-    parser = argparse.ArgumentParser(prog="milestones", description=" ".join(__doc__.split("\n\n")[0].split()))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="milestones", description=" ".join(__doc__.split("\n\n")[0].split()))
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("list", help="list the registered entries")
     p.add_argument("--long", action="store_true", help="also show the recipe of each entry")
@@ -36,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("entry", help=f"the entry to run, one of: {', '.join(entries)} (see milestones list)")
     add_run_options(p)
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the entry's count, from 0)")
-    p.add_argument("--max-epochs", type=int, help="override the budget (a smoke run: never on the leaderboard)")
+    p.add_argument("--max-epochs", type=_positive, help="override the budget (a smoke run: never on the leaderboard)")
     p.add_argument("--fast-dev-run", action="store_true", help="one batch of each kind (a smoke run)")
-    p.add_argument("--limit-train-batches", type=int, help="train on this many batches per epoch (a smoke run)")
+    p.add_argument("--limit-train-batches", type=_positive, help="train on this many batches per epoch (a smoke run)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboards/ from the result files")
@@ -72,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
     p.add_argument("--output-dir", help="where the classifier's run goes (default: $MILESTONES_OUTPUT or runs/)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the committed nets)")
+    p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1, as the committed nets)")
 
     p = sub.add_parser("reference", help="compute a reference number on a task's own split (leaderboards/references/)")
     p.add_argument("name", help="which computation, e.g. least-squares")
@@ -102,7 +128,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="allow non-deterministic (faster) kernels; recorded in the result")  # fmt: skip
     p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
     p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); recorded in the result")
+    p.add_argument("--threads", type=_positive,
+                   help="torch CPU threads (default: torch's choice); recorded in the result")  # fmt: skip
 
 
 def bench_options(args: argparse.Namespace):
@@ -280,10 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    from benchmarks.checkpoints import CheckpointError
     from benchmarks.harness import BenchError, BenchInterrupted
     from benchmarks.references import ReferenceError
     from benchmarks.registry import ConfigError
     from benchmarks.results import ResultError
+    from benchmarks.runfolder import RunFolderError
     from benchmarks.sample_metrics import FeatureNetError
     from benchmarks.tasks import UnknownNameError
     from benchmarks.tasks.files import DataError
@@ -291,16 +320,24 @@ def main(argv: list[str] | None = None) -> None:
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
                 "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo,
                 "feature-net": cmd_feature_net, "reference": cmd_reference}  # fmt: skip
-    known = (UnknownNameError, BenchError, ConfigError, ResultError, DataError, FeatureNetError, ReferenceError)
+    known = (UnknownNameError, BenchError, ConfigError, ResultError, DataError, FeatureNetError, ReferenceError,
+             RunFolderError, CheckpointError)  # fmt: skip
+    resume = f"; resume: {resume_command(argv, args.entry)}" if args.command == "bench" else ""
     try:
         handlers[args.command](args)
     except known as error:
-        print(f"milestones: error: {error}", file=sys.stderr)
+        print(f"milestones: error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)
     except BenchInterrupted as stop:  # Ctrl-C (130) or SIGTERM (143): never a success, and never a result file
-        resume = f"; resume: {resume_command(argv, args.entry)}" if args.command == "bench" else ""
         print(f"milestones: {stop.describe()}{resume}", file=sys.stderr, flush=True)
         sys.exit(stop.code)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"milestones: error: {error.strerror or error}{where}; result files and checkpoints are written whole or "
+              f"not at all, so nothing partial was kept{resume}", file=sys.stderr, flush=True)  # fmt: skip
+        sys.exit(2)
 
 
 if __name__ == "__main__":

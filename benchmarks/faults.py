@@ -15,7 +15,7 @@ from collections import Counter
 PHASES = {
     "training": "after a training batch (mid-epoch)",
     "checkpoint-write": "halfway through writing a checkpoint's bytes",
-    "evaluation": "after the test weights are loaded, before the test metrics exist",
+    "evaluation": "after a test batch, before the test metrics exist",
     "artifact-copy": "after the first artifact is copied beside the result",
     "result-write": "halfway through writing the result file",
     "cache-build": "after the first chunk of a derived-data cache is written",

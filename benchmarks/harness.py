@@ -10,14 +10,18 @@ which entry or kind of task it runs: that lives in the entry's model and the tas
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
+import re
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import sys
+import tempfile
 import time
 import typing
 import warnings
@@ -32,10 +36,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from benchmarks import paths
+from benchmarks import checkpoints, faults, paths
 from benchmarks.callbacks import (
     BenchmarkMeter,
     EpochProgressBar,
+    KillPoints,
     NonFiniteLossError,
     PlainProgress,
     RNGStateCheckpoint,
@@ -43,9 +48,11 @@ from benchmarks.callbacks import (
 )
 from benchmarks.environment import code_identity, environment, hardware_label
 from benchmarks.registry import Entry, config_hash, get_entry
-from benchmarks.results import ARTIFACTS, Result, SeedResult, aggregate, artifact_path, write_atomic, write_result
+from benchmarks.results import ARTIFACTS, Result, SeedResult, aggregate, artifact_path, result_filename, write_atomic
+from benchmarks.runfolder import RunFolder
 
 PRECISIONS = typing.get_args(_PRECISION_INPUT_STR)
+MAX_SEED = 2**32 - 1  # what seed_everything (NumPy's generator) accepts
 
 
 class BenchError(ValueError):
@@ -136,7 +143,10 @@ def resolve_accelerator(accelerator: str) -> str:
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """'auto' → bf16-mixed on GPUs that support it, 16-mixed on older GPUs, 32-true on CPU; aliases expanded."""
+    """'auto' → bf16-mixed on GPUs that support it, 16-mixed on older GPUs, 32-true on CPU; aliases expanded.
+
+    What is returned is what runs and what the result records: a CPU has no float16 autocast, and Lightning runs
+    16-mixed there as bf16-mixed, so that substitution is made (and said) here rather than behind the result's back."""
     if precision == "auto":
         if accelerator == "gpu":
             return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -144,7 +154,60 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     precision = _PRECISION_INPUT_STR_ALIAS_CONVERSION.get(precision, precision)
     if precision not in PRECISIONS:
         raise BenchError(f"unknown precision '{precision}'; use auto or one of {', '.join(PRECISIONS)}")
+    if precision == "16-mixed" and accelerator == "cpu":
+        print("note: 16-mixed on a CPU runs as bf16-mixed (no float16 autocast there); the result records bf16-mixed",
+              flush=True)  # fmt: skip
+        return "bf16-mixed"
     return precision
+
+
+def resolve_devices(devices: int | str) -> int | str:
+    """A device count (1, 2, …), -1 or 'auto' (all), or a comma-separated list of device indices, as Lightning takes."""
+    if isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1):
+        return devices
+    text = str(devices).strip()
+    if text in ("auto", "-1") or re.fullmatch(r"\d+( *, *\d+)*,?", text) and text != "0":
+        return int(text) if text.isdigit() else text
+    raise BenchError(f"--devices takes a count (1, 2, …), -1 or 'auto' (all), or device indices such as 0,1; "
+                     f"got {devices!r}")  # fmt: skip
+
+
+def check_budget(opts: BenchOptions, seeds: list[int]) -> None:
+    """Refuse what would train forever, or not at all, or seed what cannot be seeded."""
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise BenchError(f"seeds must be distinct integers from 0 to {MAX_SEED}, got {seeds}")
+    if opts.max_epochs is not None and opts.max_epochs < 1:
+        raise BenchError(f"--max-epochs must be at least 1, got {opts.max_epochs} (an untrained model is no result; "
+                         "-1 would train forever)")  # fmt: skip
+    batches = opts.limit_train_batches
+    if batches is not None and not (batches >= 1 if isinstance(batches, int) else 0 < batches <= 1):
+        raise BenchError(f"--limit-train-batches must be a number of batches of at least 1, got {batches}")
+    if opts.threads is not None and opts.threads < 1:
+        raise BenchError(f"threads must be at least 1, got {opts.threads}")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Before any training: a folder that cannot be written fails now, not after hours."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise BenchError(f"cannot write to {folder} ({error.strerror or error}): fix its permissions or give another "
+                         f"{option}") from None  # fmt: skip
+
+
+def check_wandb_reachable(timeout: float = 5.0) -> None:
+    """W&B online with no route to its server would hang for minutes and then fail with a traceback: fail now."""
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    host, port = url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise BenchError(f"W&B is online but {host}:{port} cannot be reached ({error.strerror or error}): add "
+                         "--wandb offline (then `wandb sync` later) or --wandb off") from None  # fmt: skip
 
 
 def resolve_wandb(mode: str) -> str:
@@ -191,14 +254,12 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
     task = entry.task(opts.task)
     accelerator = resolve_accelerator(opts.accelerator)
     precision = resolve_precision(opts.precision, accelerator)
+    opts = dataclasses.replace(opts, devices=resolve_devices(opts.devices))
     wandb_mode = resolve_wandb(opts.wandb)
-    if opts.threads is not None:
-        if opts.threads < 1:
-            raise BenchError(f"threads must be at least 1, got {opts.threads}")
-        torch.set_num_threads(opts.threads)
     seeds = opts.seeds if opts.seeds is not None else list(range(entry.config.seeds))
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise BenchError(f"seeds must be distinct non-negative integers, got {seeds}")
+    check_budget(opts, seeds)
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
     resolved = entry.resolved_config(task, opts.max_epochs)
     chash = config_hash(resolved)
     variant = f"{chash[:12]}-{precision}" + ("-smoke" if opts.smoke else "")
@@ -214,6 +275,37 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         env=environment(accelerator),
         code=code_identity(),
     )
+    results_dir = Path(opts.results_dir) if opts.results_dir else None
+    if results_dir is None:
+        results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
+    folder = RunFolder(ctx.run_root)
+    try:
+        return run_in_folder(ctx, task, seeds, folder, results_dir)
+    finally:
+        folder.unlock()  # also on an error or an interrupt: a later run in this process must be able to take it
+
+
+def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, results_dir: Path):
+    entry, opts, accelerator, wandb_mode = ctx.entry, ctx.opts, ctx.accelerator, ctx.wandb_mode
+    precision = ctx.precision
+    resolved, chash = ctx.resolved, ctx.chash
+    if is_first_process():  # the other ranks of a multi-device run are its children: they share the folder
+        check_writable(ctx.run_root, "--output-dir")
+        check_writable(results_dir / task.name / entry.name, "--results-dir")
+        folder.lock()
+        recorded = {"seeds": seeds, "precision": precision, "accelerator": accelerator, "devices": opts.devices,
+                    "deterministic": opts.deterministic, "threads": opts.threads, "fast_dev_run": opts.fast_dev_run,
+                    "limit_train_batches": opts.limit_train_batches}  # fmt: skip
+        folder.check_options(recorded, opts.resume)
+        finished = folder.finished() if opts.resume else None
+        if finished:
+            print(f"{entry.name} on {task.name}: this run already finished; its result is {finished[1]} (--resume "
+                  "writes no second one; run without --resume to run it again)", flush=True)  # fmt: skip
+            return finished
+        if not opts.resume:
+            folder.forget_result()
+    if wandb_mode == "online":
+        check_wandb_reachable()
     print(
         f"{entry.name} on {task.name}: seeds {seeds}, {precision} on {hardware_label(ctx.env)}, "
         f"W&B {wandb_mode}, output {ctx.run_root}" + (" [smoke run: not for the leaderboard]" if opts.smoke else ""),
@@ -261,23 +353,41 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         wandb={"mode": wandb_mode, "project": opts.wandb_project, "group": f"{entry.name}/{task.name}"},
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
-    path = None
-    if is_first_process():
-        results_dir = Path(opts.results_dir) if opts.results_dir else None
-        if results_dir is None:
-            results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
-        path = write_result(result, results_dir)
-        copy_artifacts(result, path, paths.output_dir(opts.output_dir))
+    path = publish(result, folder, results_dir, paths.output_dir(opts.output_dir)) if is_first_process() else None
     return result, path
 
 
+def publish(result: Result, folder: RunFolder, results_dir: Path, output_dir: Path) -> Path:
+    """Name the result file in the run folder, copy the artifacts beside it, then write it (atomically, never over
+    another file). A kill anywhere in between leaves a ``--resume`` that finishes this same file: one invocation, one
+    result."""
+    target = results_dir / result.task / result.entry
+    path = folder.reserved_result()
+    if path is None or path.parent != target or path.exists():
+        path = target / result_filename(result)
+    for attempt in range(1, 100):
+        if not path.exists():
+            folder.reserve_result(path)
+            copy_artifacts(result, path, output_dir)
+            try:
+                return write_atomic(result.model_dump_json(indent=2) + "\n", path, kill_point="result-write")
+            except FileExistsError:  # another run took the name meanwhile
+                pass
+        path = target / f"{Path(result_filename(result)).stem}-{attempt}.json"
+    raise FileExistsError(f"too many results named {result_filename(result)} in {target}")
+
+
 def copy_artifacts(result: Result, path: Path, output_dir: Path) -> None:
-    """Each seed's ``artifacts/`` files (e.g. a sample grid) go beside the result: ``<result stem>/seed-<k>/``."""
+    """Each seed's ``artifacts/`` files (e.g. a sample grid) go beside the result: ``<result stem>/seed-<k>/``; each
+    through a temp file and a rename, so a kill leaves no partial artifact."""
     for seed in result.seeds:
         for name in seed.artifacts:
             target = artifact_path(path, seed.seed, name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(seed.run_dir(output_dir) / ARTIFACTS / name, target)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            shutil.copyfile(seed.run_dir(output_dir) / ARTIFACTS / name, tmp)
+            os.replace(tmp, target)
+            faults.reached("artifact-copy")
 
 
 def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
@@ -293,9 +403,21 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         **entry.config.data.init_args,
     )
     if opts.resume and record.exists():
-        print(f"seed {seed}: already finished in {seed_dir}, reusing it (--resume)", flush=True)
-        return SeedResult.model_validate_json(record.read_text()), 1, datamodule.identity()
+        try:
+            done = SeedResult.model_validate_json(record.read_text())
+        except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+            print(f"seed {seed}: its record {record} is damaged ({str(error).splitlines()[0]}); running this seed's "
+                  "end again from its checkpoint", flush=True)  # fmt: skip
+        else:
+            print(f"seed {seed}: already finished in {seed_dir}, reusing it (--resume)", flush=True)
+            return done, 1, datamodule.identity()
     resume_from = last_ckpt if opts.resume and last_ckpt.exists() else None
+    if resume_from is not None:
+        damaged = [f"{p.name} {found}" for p in sorted(last_ckpt.parent.glob("*.ckpt"))
+                   if (found := checkpoints.problem(p))]  # fmt: skip
+        if damaged:
+            print(f"seed {seed}: cannot resume, {'; '.join(damaged)}; starting this seed over", flush=True)
+            resume_from = None
     if resume_from is None and seed_dir.exists():
         shutil.rmtree(seed_dir)  # a fresh run never mixes with an abandoned one's checkpoints
     if resume_from:
@@ -325,7 +447,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True
     )
     selection = [] if final else [checkpoint]
-    callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks]
+    callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks, KillPoints()]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
         callbacks.append(EpochProgressBar())
@@ -356,7 +478,13 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         limit_train_batches=opts.limit_train_batches,
         log_every_n_steps=50,
         default_root_dir=seed_dir,
+        plugins=[checkpoints.AtomicCheckpointIO()],  # same-folder temp file + rename, checked before every load
     )
+    if trainer.precision != ctx.precision:  # recorded is what ran (resolve_precision makes Lightning's substitutions)
+        raise BenchError(f"Lightning runs precision {trainer.precision} where {ctx.precision} was asked for")
+    if trainer.world_size > 1 and not any(p.requires_grad for p in model.parameters()):
+        raise BenchError(f"{entry.name} has no gradient-trained parameters, so {trainer.world_size} devices have "
+                         "nothing to share: run it with --devices 1")  # fmt: skip
     started = time.perf_counter()
     status, failure, metrics, notes = "ok", None, {}, {}
     try:
