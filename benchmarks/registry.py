@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -92,8 +93,12 @@ class Recipe(Strict):
     loss: str
 
 
+# a class in the lightning_modules package, as dotted identifiers: lightning_modules.<module>[.<module>...].<Class>
+CLASS_PATH = r"^lightning_modules(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+
+
 class ModelSpec(Strict):
-    class_path: str
+    class_path: str = Field(pattern=CLASS_PATH)
     init_args: dict[str, Any] = {}
 
 
@@ -247,9 +252,13 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def import_class(class_path: str, source: Path) -> type[L.LightningModule]:
+    """Import a model class, which must live in the lightning_modules package: the form is checked before any import
+    (``lightning_modulesX.y`` or ``this.Cls`` would otherwise run another package's code)."""
     module_name, _, class_name = class_path.rpartition(".")
-    if not module_name.startswith("lightning_modules"):
-        raise ConfigError(f"{source}: model.class_path '{class_path}' must name a class in lightning_modules/")
+    in_package = module_name == "lightning_modules" or module_name.startswith("lightning_modules.")
+    if not (in_package and re.fullmatch(CLASS_PATH, class_path)):
+        raise ConfigError(f"{source}: model.class_path '{class_path}' must name a class in lightning_modules/ "
+                          "(lightning_modules.<module>.<Class>)")  # fmt: skip
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:
@@ -273,11 +282,32 @@ def check_init_args(cls: type, init_args: dict[str, Any], source: Path) -> dict[
     return namespace.model.as_dict()
 
 
+HARNESS_DATA_ARGS = ("data_dir", "batch_size", "seed", "download")  # what the harness passes itself
+
+
+def check_data_args(task: Task, init_args: dict[str, Any], source: Path) -> None:
+    """``data.init_args`` go to the task's data module as keywords (``make_datamodule(data_dir, batch_size, seed=...,
+    download=..., **init_args)``): an unknown one is refused here, naming the file, rather than a TypeError mid-run."""
+    params = inspect.signature(task.make_datamodule).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [name for name in params if name not in HARNESS_DATA_ARGS]
+    unknown_keys = sorted(set(init_args) - set(allowed))
+    if unknown_keys:
+        raise ConfigError(f"{source}: data.init_args.{unknown_keys[0]}: not an argument of task {task.name}'s data "
+                          f"({getattr(task.make_datamodule, '__name__', 'make_datamodule')}); it takes: "
+                          f"{', '.join(allowed) or 'none'}")  # fmt: skip
+
+
 def load_entry(path: Path) -> Entry:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
@@ -300,6 +330,7 @@ def load_entry(path: Path) -> Entry:
             raise ConfigError(str(error)) from None
     for task_name in config.tasks:
         entry.model_args(get_task(task_name))  # type-check the model arguments on every task it claims
+        check_data_args(get_task(task_name), config.data.init_args, path)
     return entry
 
 

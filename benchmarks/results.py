@@ -1,87 +1,161 @@
 """The result file: one JSON per benchmark invocation, schema-validated, written atomically, never overwritten.
 
 Results are data: they are parsed and validated, never executed or unpickled. ``schema_version`` changes whenever a
-field changes meaning; readers reject versions they do not know.
+field changes meaning; readers reject versions they do not know. A result file is hostile input (a pull request adds
+it): ``read_result`` reads only a regular file of at most ``MAX_RESULT_BYTES``, UTF-8, nested at most ``MAX_DEPTH``
+deep, without NaN or Infinity, and the schema fixes the form of every field that is rendered or used as a name.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
+import stat
 import statistics
-from datetime import datetime
+import typing
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from scipy import stats
+
+from benchmarks import faults
 
 SCHEMA_VERSION = 1
 ARTIFACTS = "artifacts"  # a seed's run folder keeps the files to publish with its result under this name
+MAX_RESULT_BYTES = 32 * 2**20  # the largest result file read (the committed ones are a few kB; a 30-seed one < 1 MB)
+MAX_DEPTH = 32  # the deepest nesting read (a committed file nests 6 deep); "[" * 100000 is refused, not a crash
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newlines and the rest: never in a one-line field that is rendered
+
+# The forms of the fields that are rendered, used as names, or joined into paths. Names are the registry's name form
+# (an entry's YAML file name; a task's name); an artifact is a plain file name beside the result, never a path.
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+MetricName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]
+FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]  # no "/", no leading "." (so no "..")
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line: no newline or other control character
+Seconds = Annotated[float, Field(ge=0)]
+# Lightning's precision strings, from Lightning itself (the harness's PRECISIONS; harness imports this module)
+Precision = Literal[typing.get_args(_PRECISION_INPUT_STR)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN and Infinity only where a field says so
 
 
 class SeedResult(Strict):
-    seed: int
+    seed: int = Field(ge=0, lt=2**32)  # what seed_everything accepts
     status: Literal["ok", "failed"]
-    failure: str | None = None
-    metrics: dict[str, float] = {}  # test metrics, e.g. {"error": 0.98, "accuracy": 99.02}
-    notes: dict[str, str] = {}  # what a metric needs to be read, e.g. {"bleu_signature": "nrefs:1|case:mixed|..."}
-    selected_epoch: int | None = None  # the best-validation epoch whose weights were tested
-    time_to_target_s: float | None = None
-    epoch_to_target: int | None = None
-    train_time_s: float
-    eval_time_s: float
-    wall_time_s: float
-    samples_per_s: float | None = None
-    epochs: int
+    failure: Line | None = None
+    # test metrics, e.g. {"error": 0.98, "accuracy": 99.02}; finite in every file read_result returns (the harness
+    # drops a failed seed's non-finite values), but the schema lets validate report a NaN with the file's other problems
+    metrics: dict[MetricName, Annotated[float, AllowInfNan(True)]] = {}
+    notes: dict[MetricName, Line] = {}  # what a metric needs to be read, e.g. {"bleu_signature": "nrefs:1|case:..."}
+    selected_epoch: int | None = Field(default=None, ge=0)  # the best-validation epoch whose weights were tested
+    time_to_target_s: Seconds | None = None
+    epoch_to_target: int | None = Field(default=None, ge=0)
+    train_time_s: Seconds
+    eval_time_s: Seconds
+    wall_time_s: Seconds
+    samples_per_s: float | None = Field(default=None, gt=0)
+    epochs: int = Field(ge=0)
     val_history: list[dict[str, float | None]] = []  # None: a validation metric that was not finite (NaN samples)
-    wandb_run: str | None = None
+    wandb_run: Line | None = None
     log_dir: str | None = None  # the seed's run folder, relative to the output folder (older files: absolute)
-    artifacts: list[str] = []  # files saved with the result (e.g. samples.png): see ``artifact_path``
+    artifacts: list[FileName] = []  # files saved with the result (e.g. samples.png): see ``artifact_path``
+
+    @field_validator("failure", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any, info: ValidationInfo) -> Any:
+        """A run's own message is made one line (an exception's text may span lines); in a file read back
+        (read_result passes a context) a line break was put there by hand, and the pattern refuses it."""
+        if isinstance(value, str) and info.context is None:
+            return " ".join(value.split())
+        return value
 
     def run_dir(self, output_dir: str | os.PathLike) -> Path | None:
         """The seed's run folder (checkpoints, logs, artifacts) under ``output_dir``, the folder it was run with."""
         return Path(output_dir) / self.log_dir if self.log_dir else None
 
 
+class Hardware(BaseModel):
+    """The keys of ``environment`` that are rendered (environment.hardware_label) or decide something; others pass."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    accelerator: Literal["cpu", "gpu"] = "cpu"
+    device: Line
+    device_count: int = Field(ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)
+
+
 class Aggregate(Strict):
     mean: float
-    std: float  # sample standard deviation (ddof=1); 0 for n = 1
-    n: int
+    std: float = Field(ge=0)  # sample standard deviation (ddof=1); 0 for n = 1
+    n: int = Field(ge=1)
     ci95: tuple[float, float]  # Student-t 95 % interval of the mean; (mean, mean) for n = 1
 
 
 class Result(Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
-    entry: str
-    task: str
+    entry: Name
+    task: Name
     division: Literal["closed", "open"]
-    metric: str
+    metric: MetricName
     direction: Literal["min", "max"]
     status: Literal["ok", "failed"]  # failed when any seed failed: such a result is listed, never ranked
     smoke: bool  # fast-dev-run or budget overrides: never enters the leaderboard
     seeds: list[SeedResult] = Field(min_length=1)
     aggregate: Aggregate | None
-    time_to_target_s: float | None  # median over seeds that reached the target
-    samples_per_s: float | None  # mean over seeds, in the task's unit (images, sentences, or tokens for text tasks)
-    peak_memory_mb: float
+    time_to_target_s: Seconds | None  # median over seeds that reached the target
+    # mean over seeds, in the task's unit (images, sentences, or tokens for text tasks)
+    samples_per_s: float | None = Field(gt=0)
+    peak_memory_mb: float = Field(ge=0)
     peak_memory_kind: Literal["gpu_max_allocated", "process_rss"]
-    wall_time_s: float
-    precision: str
+    wall_time_s: Seconds
+    precision: Precision
     deterministic: bool
-    world_size: int
-    config: dict[str, Any]
-    config_hash: str
-    dataset: dict[str, str]
+    world_size: int = Field(ge=1)
+    config: dict[str, Any]  # the resolved config; validate compares it with the registry's
+    config_hash: str = Field(pattern=r"^[0-9a-f]{64}$")  # a sha256 (registry.config_hash)
+    dataset: dict[Line, Line]
+    # rendered (hardware label, compare's version rows): read_result refuses a control character in any of their
+    # strings; ``accelerator`` goes into the file name and picks verify's accelerator
     environment: dict[str, Any]
     code: dict[str, Any]
     wandb: dict[str, Any]
     created: str  # ISO 8601, UTC
+
+    @field_validator("created")
+    @classmethod
+    def _utc_timestamp(cls, value: str) -> str:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not an ISO 8601 timestamp") from None
+        if when.utcoffset() != timedelta(0):
+            raise ValueError(f"'{value}' is not in UTC (+00:00)")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _rendered_environment(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """What the hardware label and the file name read from it: checked here, so a row never fails to render."""
+        Hardware.model_validate(value)
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _commit_form(cls, value: dict[str, Any]) -> dict[str, Any]:
+        commit, dirty = value.get("git_commit"), value.get("git_dirty")
+        if commit is not None and not (isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,40}", commit)):
+            raise ValueError(f"git_commit {commit!r} is not a hexadecimal commit id")
+        if dirty is not None and not isinstance(dirty, bool):
+            raise ValueError(f"git_dirty {dirty!r} is not true, false or null")
+        return value
 
     def metric_values(self) -> list[float]:
         """The reported metric of every ok seed, in seed order: the values the aggregate and the tests are about."""
@@ -109,13 +183,23 @@ def result_filename(result: Result) -> str:
     return f"{stamp}-{accel}-{result.precision}-{result.config_hash[:8]}.json"
 
 
-def write_atomic(data: str, final: Path, overwrite: bool = False) -> Path:
-    """Write through a temporary file in the same folder; without ``overwrite`` an existing file is an error."""
+def write_atomic(data: str | bytes, final: Path, overwrite: bool = False, kill_point: str | None = None) -> Path:
+    """Write through a temporary file in the same folder; without ``overwrite`` an existing file is an error.
+
+    The temporary file is hidden (``.<name>.<pid>.tmp``), so nothing that lists results picks it up; one left by a
+    process that was killed mid-write (its pid is gone) is removed first. ``kill_point`` names the faults.PHASES point
+    reached halfway through the bytes (the fault tests kill a result write there)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    payload = data.encode() if isinstance(data, str) else data
     try:
-        with open(tmp, "w") as f:
-            f.write(data)
+        with open(tmp, "wb") as f:
+            f.write(payload[: len(payload) // 2])
+            if kill_point:
+                f.flush()
+                faults.reached(kill_point)
+            f.write(payload[len(payload) // 2 :])
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
@@ -125,6 +209,24 @@ def write_atomic(data: str, final: Path, overwrite: bool = False) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return final
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Remove ``.<name>.<pid>.tmp`` files of ``final`` whose process no longer exists (killed mid-write)."""
+    for tmp in final.parent.glob(f".{glob_escape(final.name)}.*.tmp"):
+        pid = tmp.name[len(final.name) + 2 : -len(".tmp")]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except PermissionError:
+            continue  # alive, another user's
+        except (ProcessLookupError, OverflowError):  # gone (or a pid no system has)
+            tmp.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def write_result(result: Result, results_dir: Path) -> Path:
@@ -139,17 +241,78 @@ def write_result(result: Result, results_dir: Path) -> Path:
     raise FileExistsError(f"too many results named {stem}* in {folder}")
 
 
-def read_result(path: Path) -> Result:
+def read_regular(path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else a one-line ResultError.
+
+    O_NOFOLLOW refuses a symbolic link (to /dev/zero, say) instead of following it; O_NONBLOCK makes opening a FIFO
+    return at once (fstat then refuses it) rather than wait for a writer forever."""
     try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ResultError(f"{path}: a symbolic link: a result file must be a regular file") from None
+        raise ResultError(f"{path}: cannot be read ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ResultError(f"{path}: {kind}, not a regular file: a result file must be a regular file")
+        data = f.read(limit + 1)  # at most one byte past the bound, even if the file grows while read
+    if len(data) > limit:
+        raise ResultError(f"{path}: larger than {limit // 2**20} MiB: not a result file")
+    return data
+
+
+def _unreadable(value: Any, metrics_may_be_nan: bool) -> tuple[str, str] | None:
+    """(field, why) for the first thing no result file holds: nesting deeper than MAX_DEPTH, NaN or Infinity (in a
+    seed's metrics too unless ``metrics_may_be_nan``), a control character in a string or key outside ``config``
+    (the registry's text); None when there is none. Iterative: a deep file cannot exhaust the stack here."""
+    stack = [(value, ())]
+    while stack:
+        item, at = stack.pop()
+        field = ".".join(map(str, at)) or "(top level)"
+        if len(at) > MAX_DEPTH:
+            return field, f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, float) and not math.isfinite(item):
+            if not (metrics_may_be_nan and len(at) == 4 and at[0] == "seeds" and at[2] == "metrics"):
+                return field, f"{item} is not a finite number (a run records none: a failed seed drops its NaN)"
+        elif isinstance(item, str) and at[:1] != ("config",) and CONTROL.search(item):
+            return field, f"{item[:40]!r} holds a line break or other control character"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if at[:1] != ("config",) and CONTROL.search(key):
+                    return field, f"key {key[:40]!r} holds a line break or other control character"
+                stack.append((inner, (*at, key)))
+        elif isinstance(item, list):
+            stack += [(inner, (*at, i)) for i, inner in enumerate(item)]
+    return None
+
+
+def read_result(path: Path, metrics_may_be_nan: bool = False) -> Result:
+    """Parse and validate a result file; any failure is a one-line ResultError naming the file and the field.
+
+    ``metrics_may_be_nan``: let a NaN or Infinity seed metric through (validate reports it with the file's other
+    problems); every other reader refuses it here, so no statistic ever sees one."""
+    path = Path(path)
+    try:
+        raw = json.loads(read_regular(path).decode("utf-8"))
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise ResultError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {error.start})") from None
+    except json.JSONDecodeError as error:
         raise ResultError(f"{path}: not readable JSON ({error})") from None
+    except RecursionError:
+        raise ResultError(f"{path}: not readable JSON (nested deeper than Python's recursion limit)") from None
+    problem = _unreadable(raw, metrics_may_be_nan)
+    if problem:
+        raise ResultError(f"{path}: field '{problem[0]}': {problem[1]}")
     try:
-        return Result.model_validate(raw)
+        return Result.model_validate(raw, context={"file": str(path)})
     except ValidationError as error:
-        first = error.errors()[0]
+        first, more = error.errors()[0], len(error.errors()) - 1
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ResultError(f"{path}: field '{field}': {first['msg']}") from None
+        also = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+        raise ResultError(f"{path}: field '{field}': {first['msg']}{also}") from None
 
 
 def artifact_path(result_path: Path, seed: int, name: str) -> Path:
@@ -157,5 +320,48 @@ def artifact_path(result_path: Path, seed: int, name: str) -> Path:
     return Path(result_path).with_suffix("") / f"seed-{seed}" / name
 
 
+def file_problem(path: Path) -> str | None:
+    """Why a file published beside the results (an artifact, a leaderboard plot) is not what it should be, or None:
+    missing, not a regular file (a link, a FIFO), empty, or a .png that does not decode to the end."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return "is missing"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_size == 0:
+        return "is empty (0 bytes)"
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                image.verify()  # every chunk's checksum, up to IEND
+            with Image.open(path) as image:
+                image.load()  # and the pixels decode (a truncated stream fails here)
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+            return f"is not a complete PNG ({' '.join(str(error).split()) or type(error).__name__})"
+    return None
+
+
+def duplicates(results: list[tuple[Path, Result]]) -> list[tuple[Path, Path]]:
+    """(first, copy) for every two results of one entry on one task with identical per-seed records: one invocation
+    makes one result, so the second is a copy of the file or a ``--resume`` of a finished run. Smoke runs are left
+    out."""
+    seen, found = {}, []
+    for path, result in sorted(results, key=lambda pair: str(pair[0])):
+        if result.smoke:
+            continue  # never on the leaderboard (validate refuses it in leaderboards/results on its own)
+        key = (result.task, result.entry, json.dumps([s.model_dump(mode="json") for s in result.seeds], sort_keys=True))
+        if key in seen:
+            found.append((seen[key], path))
+        else:
+            seen[key] = path
+    return found
+
+
 def find_results(results_dir: Path) -> list[Path]:
-    return sorted(Path(results_dir).glob("*/*/*.json"))
+    """Every ``<task>/<entry>/<name>.json``, never a hidden one (a ``.<name>.<pid>.tmp`` write in progress, an editor's
+    backup): pathlib's glob, unlike the shell's, matches names that start with a dot."""
+    found = Path(results_dir).glob("*/*/*.json")
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.parts[-3:]))

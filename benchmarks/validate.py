@@ -13,6 +13,10 @@ failure is one line ``<file>: <field>: <what is wrong>``. The checks, in order:
 - seeds: seeds 0 … n−1, each once, all reported, failed ones included (no best-of-N: a submission that drops or
   swaps seeds shows a gap); fewer than the task's minimum (a compute-bound run, e.g. AlexNet on a CPU) is a note, not
   a problem, and the leaderboard marks the row provisional;
+- schema also fixes forms: read_result reads only a bounded regular UTF-8 file without NaN or Infinity (a NaN seed
+  metric is read here so that it is reported with the file's other problems), names are names, numbers are in range;
+- duplicates: no two results of one entry on one task hold identical per-seed records (one invocation, one result);
+- artifacts: each one a seed lists is beside the result, a non-empty regular file, and a .png decodes completely;
 - metrics: every seed's metrics are finite and inside the metric's range, ok seeds carry the task's metric, and the
   status, aggregate (mean, std, n, 95 % CI), median time-to-target and mean throughput re-derive from the per-seed
   values — a hand-edited number shows up here, or, if the per-seed values were edited too, in the leaderboard check;
@@ -30,7 +34,16 @@ from pathlib import Path
 
 from benchmarks import leaderboard, paths, provenance
 from benchmarks.registry import ConfigError, config_hash, get_entry, run_differences
-from benchmarks.results import Result, ResultError, aggregate, artifact_path, find_results, read_result
+from benchmarks.results import (
+    Result,
+    ResultError,
+    aggregate,
+    artifact_path,
+    duplicates,
+    file_problem,
+    find_results,
+    read_result,
+)
 from benchmarks.tasks import UnknownNameError, get_task
 
 REL_TOL = 1e-9  # re-derived statistics must agree to rounding
@@ -154,12 +167,16 @@ def check_dataset(result: Result, task) -> list[str]:
 
 
 def check_artifacts(result: Result, path: Path) -> list[str]:
-    return [
-        f"seeds[{i}].artifacts: {artifact_path(path, seed.seed, name)} is missing (commit it with the result)"
-        for i, seed in enumerate(result.seeds)
-        for name in seed.artifacts
-        if not artifact_path(path, seed.seed, name).exists()
-    ]
+    problems = []
+    for i, seed in enumerate(result.seeds):
+        for name in seed.artifacts:
+            artifact = artifact_path(path, seed.seed, name)
+            problem = file_problem(artifact)
+            if problem == "is missing":
+                problems.append(f"seeds[{i}].artifacts: {artifact} is missing (commit it with the result)")
+            elif problem:
+                problems.append(f"seeds[{i}].artifacts: {artifact} {problem}")
+    return problems
 
 
 def check_code(result: Result) -> tuple[list[str], list[str]]:
@@ -181,7 +198,7 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
     """(problems, notes) for one result file, each line prefixed with the file."""
     problems = check_place(path, results_dir)
     try:
-        result = read_result(path)
+        result = read_result(path, metrics_may_be_nan=True)  # a NaN metric is reported below, with the rest
     except ResultError as error:
         return [str(error), *(f"{path}: {p}" for p in problems)], []
     parts = path.resolve().parts
@@ -213,22 +230,51 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def expand(targets: list[str] | None, results_dir: Path) -> list[Path]:
+    """The files to check: every result, or those named and the .json files under the folders named. A hidden file
+    under a folder (a ``.<name>.<pid>.tmp`` write in progress, an editor's backup) is never a result."""
     if not targets:
         return find_results(results_dir)
     files = []
     for target in map(Path, targets):
-        files += sorted(target.rglob("*.json")) if target.is_dir() else [target]
+        if target.is_dir():
+            found = target.rglob("*.json")
+            files += sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(target).parts))
+        else:
+            files.append(target)
     return files
+
+
+def check_duplicates(paths: list[Path]) -> list[str]:
+    """A line for each checked file whose per-seed records another result of the same entry and task repeats (it is
+    compared with every result in its folder), naming both files."""
+    checked = {path.resolve(): path for path in paths}
+    folder_files = (p for folder in {path.parent for path in paths} for p in folder.glob("*.json"))
+    candidates = checked | {p.resolve(): p for p in folder_files if not p.name.startswith(".")}
+    results = []
+    for path in candidates.values():
+        try:
+            results.append((path, read_result(path)))
+        except ResultError:
+            continue  # validate_file reports it
+    problems = []
+    for first, copy in duplicates(results):
+        named, other = (copy, first) if copy.resolve() in checked else (first, copy)
+        if named.resolve() in checked:
+            problems.append(f"{named}: seeds: the same per-seed records as {other}: one invocation makes one result "
+                            "(a copy, or a --resume of a finished run); keep one")  # fmt: skip
+    return problems
 
 
 def validate(targets: list[str] | None = None, results_dir=None, leaderboard_dir=None) -> tuple[list[str], list[str]]:
     """(problems, notes) over the given files (default: every result file), plus the leaderboard rebuild check."""
     results_dir = Path(results_dir) if results_dir else paths.RESULTS_DIR
     problems, notes = [], []
-    for path in expand(targets, results_dir):
+    files = expand(targets, results_dir)
+    for path in files:
         found, noted = validate_file(path, results_dir)
         problems += found
         notes += noted
+    problems += check_duplicates(files)
     try:
         problems += leaderboard.check(results_dir, leaderboard_dir)
     except ResultError as error:

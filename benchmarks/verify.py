@@ -1,5 +1,9 @@
 """``milestones verify <result.json>``: re-run a result from what its file records and say whether it holds.
 
+0. Gate. The file's entry must be registered and list its task, and the model class it records must be exactly the
+   registered entry's ``class_path``; otherwise verify stops with one line (exit 2), ``--run-anyway`` or not. Nothing
+   a result file names is imported, executed or resolved as a module before this: ``--run-anyway`` may override a
+   differing recipe (init_args, data, trainer), never which code runs.
 1. Pre-flight. The file must parse; its config must hash to its ``config_hash`` and its run (registry.RUN_FIELDS)
    equal the registry's entry today;
    its commit must be in this repository's history, made from a clean tree, and the code the entry runs (its model
@@ -27,7 +31,7 @@ from benchmarks import paths, provenance
 from benchmarks.environment import drift, environment
 from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
 from benchmarks.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
-from benchmarks.results import Result, SeedResult, read_result
+from benchmarks.results import Result, ResultError, SeedResult, read_result
 from benchmarks.stats import verify_tolerance
 from benchmarks.tasks import UnknownNameError
 
@@ -43,6 +47,24 @@ class VerifyOptions:
     download: bool = True
     progress: str = "auto"
     skip_over_minutes: float | None = None  # skip (exit 0, saying so) when the recorded seeds took longer than this
+
+
+def gate(result: Result, path: Path):
+    """The registered entry a result may be re-run as, or a ResultError (one line, exit 2, even with --run-anyway):
+    the entry must be registered and list the task, and the recorded model class must be the registered one. Only
+    dictionary look-ups and a string comparison happen here; nothing the file names is imported."""
+    try:
+        entry = get_entry(result.entry)
+        entry.task(result.task)
+    except (UnknownNameError, ConfigError) as error:
+        raise ResultError(f"{path}: cannot be verified, even with --run-anyway: {error}") from None
+    model = result.config.get("model")
+    recorded = model.get("class_path") if isinstance(model, dict) else None
+    if recorded != entry.config.model.class_path:
+        raise ResultError(f"{path}: cannot be verified, even with --run-anyway: config.model.class_path {recorded!r} "
+                          f"is not the class of entry '{entry.name}' ({entry.config.model.class_path!r} in "
+                          f"{entry.path.name}); verify runs only the registered code")  # fmt: skip
+    return entry
 
 
 def preflight(result: Result, accelerator: str | None) -> tuple[list[str], list[str]]:
@@ -169,6 +191,7 @@ def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, str, list[st
 def verify(path: Path | str, opts: VerifyOptions) -> int:
     path = Path(path)
     result = read_result(path)
+    registered = gate(result, path)  # before anything else looks at what the file names
     refusals, notes = preflight(result, opts.accelerator)
     commit = str(result.code.get("git_commit"))[:10]
     print(f"verify {path}: {result.entry} on {result.task}, seeds {[s.seed for s in result.seeds]}, "
@@ -186,10 +209,6 @@ def verify(path: Path | str, opts: VerifyOptions) -> int:
         print(f"verdict: SKIPPED — the chosen seeds took {minutes:.0f} min where recorded (limit "
               f"{opts.skip_over_minutes:g}); run it without --skip-over-minutes")  # fmt: skip
         return 0
-    try:
-        registered = get_entry(result.entry)
-    except UnknownNameError:
-        registered = None
     entry = entry_from_resolved(result.config, path, registered)
     rerun, rerun_path = run_benchmark(entry, options)
     holds, mode, basis, lines = comparison(result, rerun)
