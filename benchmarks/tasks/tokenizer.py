@@ -3,6 +3,12 @@ and cached under a key made of that text's checksum and the settings, so every r
 
 Byte-level BPE (GPT-2's scheme) has no unknown token and decodes back to exactly the input text. The tokenizer's own
 sha256 goes into every result, so two results are comparable only when they share it.
+
+The cached file is derived data and is never trusted blindly: beside ``<name>-<key>.json`` a record
+``<name>-<key>.record.json`` (written after it) holds the file's sha256, the settings and the corpus checksum it was
+trained with. Each load checks the file against that record and that it parses; a file that is missing, truncated or
+edited (one swapped token id), or a record that is missing or another's, prints one line naming the file and the
+reason, and the tokenizer is trained again. Training is deterministic, so the retrained file is the same as before.
 """
 
 from __future__ import annotations
@@ -56,11 +62,52 @@ def train_bpe(lines: list[str], settings: BPESettings):
 
 
 def cached_bpe(name: str, lines: list[str], settings: BPESettings = BPESettings(), cache=None):
-    """(tokenizer, sha256 of its JSON): loaded from the cache when this text and these settings were seen before."""
+    """(tokenizer, sha256 of its JSON): loaded from the cache when this text and these settings were seen before and
+    the file passes its check (see the module's docstring); trained, and cached with its record, otherwise."""
+    corpus = corpus_checksum(lines)
+    path = paths.cache_dir(cache) / "tokenizers" / f"{name}-{_key(corpus, settings)}.json"
+    record_path = path.with_name(path.stem + ".record.json")
+    expected = {"settings": asdict(settings), "corpus_sha256": corpus, "specials": list(SPECIALS)}
+    if path.exists() or record_path.exists():
+        loaded, problem = _load_checked(path, record_path, expected)
+        if problem is None:
+            return loaded
+        print(f"{problem}; training the tokenizer again", flush=True)
+    text = train_bpe(lines, settings).to_str()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    record_path.unlink(missing_ok=True)  # the record is written last: a kill in between leaves no stale one
+    write_atomic(text, path, overwrite=True)
+    record = {"sha256": digest, **expected, "what": f"the checksum of {path.name} when it was trained"}
+    write_atomic(json.dumps(record, indent=2) + "\n", record_path, overwrite=True)
+    return _parse(text), digest
+
+
+def _load_checked(path, record_path, expected: dict):
+    """((tokenizer, sha256), None) when the cached file matches its record and parses, else (None, why not)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, f"{path}: missing (its checksum record is there)"
+    except (OSError, ValueError) as error:  # e.g. bytes that are no longer text
+        return None, f"{path}: unreadable ({error.__class__.__name__}: {error})"
+    try:
+        record = json.loads(record_path.read_text())
+    except FileNotFoundError:
+        return None, f"{record_path}: missing (the record of the tokenizer's checksum)"
+    except (OSError, ValueError) as error:
+        return None, f"{record_path}: unreadable ({error})"
+    if not isinstance(record, dict) or {key: record.get(key) for key in expected} != expected:
+        return None, f"{record_path}: records other settings or another corpus than this run's"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if digest != record.get("sha256"):
+        return None, f"{path}: sha256 differs from the one recorded when it was trained (the file was altered)"
+    try:
+        return (_parse(text), digest), None
+    except Exception as error:  # tokenizers raises plain Exceptions on a malformed file
+        return None, f"{path}: does not parse as a tokenizer ({error})"
+
+
+def _parse(text: str):
     from tokenizers import Tokenizer
 
-    path = paths.cache_dir(cache) / "tokenizers" / f"{name}-{_key(corpus_checksum(lines), settings)}.json"
-    if not path.exists():
-        write_atomic(train_bpe(lines, settings).to_str(), path, overwrite=True)
-    text = path.read_text()
-    return Tokenizer.from_str(text), hashlib.sha256(text.encode()).hexdigest()
+    return Tokenizer.from_str(text)
