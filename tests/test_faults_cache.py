@@ -27,8 +27,8 @@ from PIL import Image
 
 from benchmarks.tasks import imagecache
 from benchmarks.tasks.imagecache import CacheSpec, ensure_cache
-from benchmarks.tasks.imageset import ImageSetData
-from benchmarks.tasks.manifest import scan_folder, write_manifest
+from benchmarks.tasks.imageset import ImageSetData, derived_manifest
+from benchmarks.tasks.manifest import read_manifest, scan_folder, write_manifest
 from benchmarks.tasks.tokenizer import BPESettings, cached_bpe
 
 SIZE = 16  # stored px: an image is 3 · 16 · 16 = 768 bytes
@@ -301,3 +301,35 @@ def test_a_damaged_tokenizer_cache_is_noticed_in_one_line_and_trained_again(dama
     assert again_sha256 == sha256 and again.to_str() == tokenizer.to_str(), "retraining is deterministic"
     assert again.encode(CORPUS[0]).ids == tokenizer.encode(CORPUS[0]).ids
     assert cached_bpe("corpus", CORPUS, SMALL, cache=tmp_path)[1] == sha256 and capsys.readouterr().out == ""
+
+
+def truncate_manifest(path: Path) -> str:
+    path.write_bytes(path.read_bytes()[:40])
+    return f"{path}: sha256 differs from the one recorded when it was built"
+
+
+def delete_manifest_record(path: Path) -> str:
+    path.with_name(path.name + ".sha256").unlink()
+    return f"{path}.sha256: missing (the record of the manifest's checksum)"
+
+
+def delete_manifest(path: Path) -> str:
+    path.unlink()
+    return f"{path}: unreadable ([Errno 2] No such file or directory: '{path}')"
+
+
+@pytest.mark.parametrize("damage", [truncate_manifest, delete_manifest_record, delete_manifest])
+def test_a_damaged_derived_manifest_is_noticed_in_one_line_and_built_again(damage, image_root, tmp_path, capsys):
+    """The manifests the suite hashes itself (an extracted archive's, the user's ILSVRC-2012 subset's) are derived
+    data too: their sha256 is a result's data identity, or keys the image cache."""
+    path = tmp_path / "manifests" / "set.csv.gz"
+    path.parent.mkdir()
+    built = derived_manifest(path, lambda: scan_folder(image_root, ("train", "val")))
+    expected = path.read_bytes()
+    assert derived_manifest(path, lambda: pytest.fail("an intact manifest is reused")) == built
+    reason = damage(path)
+    capsys.readouterr()
+    assert derived_manifest(path, lambda: scan_folder(image_root, ("train", "val"))) == path
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and out.splitlines() == [f"{reason}; building the manifest again"]
+    assert path.read_bytes() == expected and read_manifest(path) == scan_folder(image_root, ("train", "val"))

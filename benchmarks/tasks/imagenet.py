@@ -26,8 +26,8 @@ from pathlib import Path
 from benchmarks.tasks.base import Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 from benchmarks.tasks.imagenette import EVALUATION, PROTOCOL, TEN_CROP_METRICS, TOP1_ERROR, TenCropTask
-from benchmarks.tasks.imageset import ImageSetData
-from benchmarks.tasks.manifest import scan_folder, sha256_file, write_manifest
+from benchmarks.tasks.imageset import ImageSetData, derived_manifest
+from benchmarks.tasks.manifest import scan_folder, sha256_file
 
 CLASS_LISTS = Path(__file__).parent / "classlists"
 
@@ -57,10 +57,12 @@ class ImageNetSubsetData(ImageSetData):
 
     def manifest_file(self) -> Path:
         path = self.cache_dir / "manifests" / f"{self.cache_name}-{sha256_file(self.class_list)[:12]}.csv.gz"
-        if not path.exists():
+
+        def scan():
             print(f"hashing the ILSVRC-2012 images of {len(self.classes())} classes into {path} (once)", flush=True)
-            write_manifest(scan_folder(self.root(), ("train", "val"), self.classes()), path)
-        return path
+            return scan_folder(self.root(), ("train", "val"), self.classes())
+
+        return derived_manifest(path, scan)
 
     @classmethod
     def declared_identity(cls):
@@ -114,10 +116,9 @@ class TinyImageNetData(ImageSetData):
         (self.root() / "complete").touch()
 
     def manifest_file(self) -> Path:
-        path = self.extracted() / "manifest.csv.gz"
-        if not path.exists():
-            write_manifest(scan_folder(self.root(), ("train", "val")), path)
-        return path
+        return derived_manifest(
+            self.extracted() / "manifest.csv.gz", lambda: scan_folder(self.root(), ("train", "val"))
+        )
 
     @classmethod
     def declared_identity(cls):

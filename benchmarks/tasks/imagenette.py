@@ -28,8 +28,8 @@ from torchvision.datasets import Imagenette
 
 from benchmarks.tasks.base import Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
-from benchmarks.tasks.imageset import ImageSetData
-from benchmarks.tasks.manifest import scan_folder, write_manifest
+from benchmarks.tasks.imageset import ImageSetData, derived_manifest
+from benchmarks.tasks.manifest import scan_folder
 
 MANIFESTS = Path(__file__).parent / "manifests"
 OFFICIAL = "https://github.com/fastai/imagenette"
@@ -104,10 +104,9 @@ class ImagenetteData(ImageSetData):
         (self.extracted() / "complete").touch()
 
     def manifest_file(self) -> Path:
-        path = self.extracted() / "manifest.csv.gz"
-        if not path.exists():  # the archive's md5 was checked: its listing is the manifest, built once
-            write_manifest(scan_folder(self.root(), ("train", "val"), sorted(CLASSES)), path)
-        return path
+        # the archive's md5 was checked: its listing is the manifest, built once and checked on every use
+        return derived_manifest(self.extracted() / "manifest.csv.gz",
+                                lambda: scan_folder(self.root(), ("train", "val"), sorted(CLASSES)))  # fmt: skip
 
     @classmethod
     def declared_identity(cls):

@@ -18,6 +18,8 @@ Every batch is normalised as the entry's config names it (``data.init_args.norma
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import lightning as L
@@ -36,11 +38,47 @@ from benchmarks.tasks.imagecache import (
     open_split,
     pca_lighting_basis,
 )
-from benchmarks.tasks.manifest import ImageRecord, read_manifest, sha256_file, verify
+from benchmarks.tasks.manifest import ImageRecord, read_manifest, sha256_file, verify, write_manifest
 
 NORMALISATIONS = ("mean-image", "imagenet-channel")
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet per-channel mean and std, [0, 1] scale
 TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+def derived_manifest(path: Path, scan) -> Path:
+    """A manifest the suite builds itself (``scan()`` → records: hashing a folder it extracted, or the user's images),
+    kept at ``path`` with a record of its sha256 (``<path>.sha256``), and checked against it on every use.
+
+    Such a manifest is derived data: it is written atomically (through a temporary file), its record last, and one
+    that is missing its record, unreadable, or altered since prints one line naming it and the reason and is built
+    again; the same files give the same bytes (``write_manifest`` is reproducible).
+    """
+    record = path.with_name(path.name + ".sha256")
+    if path.exists() or record.exists():
+        problem = _manifest_problem(path, record)
+        if problem is None:
+            return path
+        print(f"{problem}; building the manifest again", flush=True)
+        record.unlink(missing_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    digest = write_manifest(scan(), partial)
+    os.replace(partial, path)
+    record.write_text(json.dumps({"sha256": digest, "what": f"sha256 of {path.name} when it was built"}) + "\n")
+    return path
+
+
+def _manifest_problem(path: Path, record: Path) -> str | None:
+    try:
+        recorded = json.loads(record.read_text())["sha256"]
+    except FileNotFoundError:
+        return f"{record}: missing (the record of the manifest's checksum)"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{record}: unreadable ({error!r})"
+    try:
+        actual = sha256_file(path)
+    except OSError as error:
+        return f"{path}: unreadable ({error})"
+    return None if actual == recorded else f"{path}: sha256 differs from the one recorded when it was built"
 
 
 class ImageSetData(L.LightningDataModule):
