@@ -10,6 +10,7 @@ alive, and the next build starts cleanly and makes the same array. Fixtures are 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from benchmarks.tasks.imagecache import CacheSpec, ensure_cache
 from benchmarks.tasks.imageset import ImageSetData, derived_manifest
 from benchmarks.tasks.manifest import read_manifest, scan_folder, write_manifest
 from benchmarks.tasks.tokenizer import BPESettings, cached_bpe
+from benchmarks.tasks.translation import load_lines
 
 SIZE = 16  # stored px: an image is 3 · 16 · 16 = 768 bytes
 CHUNK = 4  # images per checksum chunk in these tests (the real size is ~8 MB)
@@ -262,6 +264,7 @@ CORPUS = [
     "A man in a blue shirt is standing on a ladder cleaning windows.",
 ] * 10
 SMALL = BPESettings(vocab_size=300, min_frequency=2)
+ENGLISH = [CORPUS[1], CORPUS[3]] * 2
 
 
 def swap_token_ids(path: Path) -> str:
@@ -333,3 +336,29 @@ def test_a_damaged_derived_manifest_is_noticed_in_one_line_and_built_again(damag
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err and out.splitlines() == [f"{reason}; building the manifest again"]
     assert path.read_bytes() == expected and read_manifest(path) == scan_folder(image_root, ("train", "val"))
+
+
+def test_a_damaged_datasets_cache_of_the_translation_text_is_rebuilt_not_blamed_on_the_file(
+    tmp_path, monkeypatch, capsys
+):
+    """Multi30k is read through ``datasets``, whose Arrow cache is derived data: one swapped word in it was reported as
+    a fault of the (md5-checked) text file; now the cache is named in one line and rebuilt from the file."""
+    monkeypatch.setenv("MILESTONES_CACHE", str(tmp_path / "cache"))
+    source, target = tmp_path / "train.de.gz", tmp_path / "train.en.gz"  # only the source has "Spielhaus"
+    for path, lines in ((source, CORPUS[:4]), (target, ENGLISH)):
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    expected = load_lines(source, target)
+    assert expected == (CORPUS[:4], ENGLISH)
+    arrows = [p for p in (tmp_path / "cache" / "hf-datasets").rglob("*.arrow") if b"Spielhaus" in p.read_bytes()]
+    for arrow in arrows:  # one word changed in place: the same length, a valid Arrow file
+        arrow.write_bytes(arrow.read_bytes().replace(b"Spielhaus", b"Spielhof!"))
+    capsys.readouterr()
+    assert arrows and load_lines(source, target) == expected
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert out.splitlines() == [
+        f"{source}: the datasets cache of this file holds 4 rows that differ from the file's 4 lines; "
+        "rebuilding it from the file"
+    ]
+    assert load_lines(source, target) == expected and capsys.readouterr().out == "", "the rebuilt cache is reused"

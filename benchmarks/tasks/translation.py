@@ -9,8 +9,11 @@ signature is stored in each result). Token-level loss and perplexity on test 201
 The files are the multi30k/dataset repository's ``data/task1/raw`` (md5s below, byte for byte), downloaded from there
 when online and absent. They are read through Hugging Face ``datasets``' local text loader after a strict check of
 every line (an empty line, non-UTF-8 bytes or a line-count mismatch between the two languages is an error naming the
-file and line). One byte-level BPE vocabulary is trained on the German and English training text together, so the
-model can share one embedding matrix for both languages (Vaswani et al. 2017, §3.4).
+file and line); the loader's Arrow cache must give exactly those lines, and one that does not (a damaged cache) is
+named in one line and rebuilt from the file. One byte-level BPE vocabulary is trained on the German and English
+training text together, so the model can share one embedding matrix for both languages (Vaswani et al. 2017, §3.4);
+its cached file is checked against a checksum record before each use and retrained when damaged
+(``tokenizer.cached_bpe``).
 """
 
 from __future__ import annotations
@@ -61,17 +64,34 @@ def load_lines(source: Path, target: Path) -> tuple[list[str], list[str]]:
 
     checked = read_parallel(source, target)  # DataError "<file>:<line>: ..." on empty lines, bad bytes, misalignment
     datasets.disable_progress_bars()
-    loaded = []
-    for path, lines in zip((source, target), checked):
-        rows = list(
-            datasets.load_dataset(
-                "text", data_files=str(path), split="train", cache_dir=str(paths.cache_dir() / "hf-datasets")
-            )["text"]
-        )
-        if rows != lines:  # e.g. a line separator other than \n that str.splitlines honours
-            raise DataError(f"{path}: datasets reads {len(rows)} lines, a strict read {len(lines)}; fix the file")
-        loaded.append(rows)
-    return loaded[0], loaded[1]
+    return _load_checked(source, checked[0]), _load_checked(target, checked[1])
+
+
+def _load_checked(path: Path, lines: list[str]) -> list[str]:
+    """``datasets``' rows of ``path``, which must equal the strict read ``lines``. Its Arrow cache is derived data: a
+    cache that loads other rows (or fails to load) is named in one line and rebuilt from the file; rows that still
+    differ are the file's doing (e.g. a line separator other than \\n that str.splitlines honours)."""
+    try:
+        rows = _load_text(path, "reuse_dataset_if_exists")
+        problem = None if rows == lines else f"holds {len(rows)} rows that differ from the file's {len(lines)} lines"
+    except Exception as error:  # pyarrow and datasets raise their own errors on a damaged cache file
+        problem = f"cannot be read ({error.__class__.__name__}: {error})"
+    if problem is None:
+        return rows
+    print(f"{path}: the datasets cache of this file {problem}; rebuilding it from the file", flush=True)
+    rows = _load_text(path, "force_redownload")
+    if rows != lines:
+        raise DataError(f"{path}: datasets reads {len(rows)} lines, a strict read {len(lines)}; fix the file")
+    return rows
+
+
+def _load_text(path: Path, mode: str) -> list[str]:
+    import datasets
+
+    cache = str(paths.cache_dir() / "hf-datasets")
+    return list(
+        datasets.load_dataset("text", data_files=str(path), split="train", cache_dir=cache, download_mode=mode)["text"]
+    )
 
 
 class SentenceBatches:
