@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from benchmarks import faults
+from benchmarks.results import remove_stale_temporaries
 
 SUFFIX = ".sha256"
 
@@ -46,7 +47,9 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _write(path: Path, data: bytes, kill_point: str | None = None) -> None:
-    """``data`` to ``path`` through a temp file in the same folder: fsync, then rename; never a partial ``path``."""
+    """``data`` to ``path`` through a temp file in the same folder: fsync, then rename; never a partial ``path``. A temp
+    file left by a killed writer is removed first."""
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
