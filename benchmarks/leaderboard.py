@@ -182,8 +182,10 @@ def samples_link(path: Path, result: Result) -> str | None:
     for seed in result.seeds:
         for name in SHOWN_ARTIFACTS:
             if seed.status == "ok" and name in seed.artifacts:
-                file = artifact_path(path, seed.seed, name)  # <results>/<task>/<entry>/<stem>/seed-k/<name>
-                return str(file.resolve().relative_to(path.resolve().parents[3]))  # from the folder holding results/
+                # results/<task>/<entry>/<stem>/seed-k/<name>, from the folder holding results/; the artifact itself is
+                # never resolved (a symlink there would point anywhere; validate refuses it)
+                result = path.resolve()
+                return str(artifact_path(result.relative_to(result.parents[3]), seed.seed, name))
     return None
 
 

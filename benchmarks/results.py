@@ -235,7 +235,7 @@ def write_result(result: Result, results_dir: Path) -> Path:
     stem = path.stem
     for i in range(1, 100):
         try:
-            return write_atomic(result.model_dump_json(indent=2) + "\n", path)
+            return write_atomic(result.model_dump_json(indent=2) + "\n", path, kill_point="result-write")
         except FileExistsError:
             path = folder / f"{stem}-{i}.json"
     raise FileExistsError(f"too many results named {stem}* in {folder}")

@@ -186,3 +186,29 @@ def test_readme_names_no_task_as_an_entrys_that_the_entry_refuses():
     assert unrun == ["imagenet-10", "imagenet-100", "tiny-imagenet"], "update the README's sentence on unrun tasks"
     said = " ".join(section.split("no entry runs yet")[0].split("\n\n")[-1].split())
     assert all(f"`{task}`" in said for task in unrun) and "AlexNet's tasks" not in readme
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_bytes(_valid_yaml().encode() + b"# caf\xe9 in Latin-1\n")
+    with pytest.raises(ConfigError) as info:
+        load_entry(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset {len(_valid_yaml().encode()) + 5})"
+
+
+def test_an_unknown_data_argument_is_refused_at_load_naming_file_key_and_the_allowed_ones(tmp_path):
+    """data.init_args go to the task's data module as keywords: an unknown one was a TypeError at run time."""
+    path = _write(
+        tmp_path, "tiny", _valid_yaml().replace("  batch_size: 32", "  batch_size: 32\n  init_args:\n    shufle: true")
+    )
+    with pytest.raises(ConfigError) as info:
+        load_entry(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: data.init_args.shufle: not an argument of task mnist's data (MNISTData)")
+    assert message.endswith("it takes: eval_batch_size") and "\n" not in message
+    ok = _write(
+        tmp_path,
+        "tiny",
+        _valid_yaml().replace("  batch_size: 32", "  batch_size: 32\n  init_args:\n    eval_batch_size: 100"),
+    )
+    assert load_entry(ok).config.data.init_args == {"eval_batch_size": 100}
