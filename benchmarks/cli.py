@@ -15,7 +15,7 @@ import warnings
 
 # a full disk or quota, a file-size limit, a read-only or forbidden folder: said in one line, with how to continue
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
-MAX_SEED = 2**32 - 1  # harness.MAX_SEED, without importing torch to parse the command line
+MAX_SEED = 2**32 - 1  # results.MAX_SEED, without importing torch and Lightning to parse the command line
 
 
 def _seeds(text: str) -> list[int]:

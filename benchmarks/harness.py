@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import logging
 import math
 import os
@@ -23,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-import typing
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS_CONVERSION
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR_ALIAS_CONVERSION
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -48,11 +48,18 @@ from benchmarks.callbacks import (
 )
 from benchmarks.environment import code_identity, environment, hardware_label
 from benchmarks.registry import Entry, config_hash, get_entry
-from benchmarks.results import ARTIFACTS, Result, SeedResult, aggregate, artifact_path, result_filename, write_atomic
+from benchmarks.results import (
+    ARTIFACTS,
+    MAX_SEED,
+    PRECISIONS,
+    Result,
+    SeedResult,
+    aggregate,
+    artifact_path,
+    result_filename,
+    write_atomic,
+)
 from benchmarks.runfolder import RunFolder
-
-PRECISIONS = typing.get_args(_PRECISION_INPUT_STR)
-MAX_SEED = 2**32 - 1  # what seed_everything (NumPy's generator) accepts
 
 
 class BenchError(ValueError):
@@ -187,10 +194,15 @@ def check_budget(opts: BenchOptions, seeds: list[int]) -> None:
 
 
 def check_writable(folder: Path, option: str) -> None:
-    """Before any training: a folder that cannot be written fails now, not after hours."""
+    """Before any training: a folder that cannot be written fails now, not after hours. Nothing is created: the
+    nearest existing folder on the way must be a folder that takes a file."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-"):
             pass
     except OSError as error:
         raise BenchError(f"cannot write to {folder} ({error.strerror or error}): fix its permissions or give another "

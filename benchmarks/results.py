@@ -39,8 +39,10 @@ MetricName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]  # no "/", no leading "." (so no "..")
 Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line: no newline or other control character
 Seconds = Annotated[float, Field(ge=0)]
-# Lightning's precision strings, from Lightning itself (the harness's PRECISIONS; harness imports this module)
-Precision = Literal[typing.get_args(_PRECISION_INPUT_STR)]
+# Lightning's precision strings, from Lightning itself, and the seeds seed_everything (NumPy's generator) accepts
+PRECISIONS = typing.get_args(_PRECISION_INPUT_STR)
+Precision = Literal[PRECISIONS]
+MAX_SEED = 2**32 - 1
 
 
 class Strict(BaseModel):
@@ -48,7 +50,7 @@ class Strict(BaseModel):
 
 
 class SeedResult(Strict):
-    seed: int = Field(ge=0, lt=2**32)  # what seed_everything accepts
+    seed: int = Field(ge=0, le=MAX_SEED)
     status: Literal["ok", "failed"]
     failure: Line | None = None
     # test metrics, e.g. {"error": 0.98, "accuracy": 99.02}; finite in every file read_result returns (the harness

@@ -147,7 +147,7 @@ def test_validate_passes_the_committed_results_and_fails_a_stray_file(capsys, tm
 
 def test_verify_of_a_missing_file_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "verify", str(tmp_path / "nope.json"))
-    assert code == 2 and err.count("\n") == 1 and "nope.json: not readable JSON" in err
+    assert code == 2 and err.count("\n") == 1 and "nope.json: cannot be read (No such file or directory)" in err
 
 
 def test_compare_prints_side_by_side(capsys):
