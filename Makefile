@@ -22,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup lock demo test lint leaderboard leaderboard-check validate verify compare perf perf-images feature-nets gpu-check list clean
+.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-images feature-nets gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -59,6 +59,9 @@ demo: setup ## offline: early milestones on the bundled digits + logic gates, th
 
 test: setup ## the test suite (what CI runs); real-data tests need MILESTONES_DATA
 	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: setup ## the tests less the slow ones (subprocesses that train): 2 min on 2 cores, not 6
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -28,6 +28,7 @@ from benchmarks.paths import REPO_ROOT
 from benchmarks.registry import config_hash
 from benchmarks.results import find_results, read_result
 
+pytestmark = pytest.mark.slow  # subprocesses that train: `make test-fast` skips this file
 BOUND = 180  # seconds: a case still running after this hangs
 # not under make (as `make test` is): a resume line would then also name a make command
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MILESTONES_KILL_AT", "WANDB_"))}

@@ -159,6 +159,7 @@ def test_bad_seeds_are_refused(quick):
         run_benchmark("perceptron", quick(task="digits", seeds=[1, 1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sig, status",
     [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)],
