@@ -114,7 +114,8 @@ FAULT_MODEL = [  # (case, before issue 15, now, the tests that hold it)
      ["tests/test_harness.py::test_interrupted_or_killed_process_then_resume"]),
     ("kill during the image cache build", "orphaned decode workers",
      "workers die with the build; the next build is clean and equal to an uninterrupted one",
-     [f"{C}::test_a_build_killed_one_chunk_in_leaves_no_worker_and_the_next_build_starts_cleanly"]),
+     [f"{C}::test_a_build_killed_one_chunk_in_leaves_no_worker_and_the_next_build_starts_cleanly",
+      f"{F}::test_a_kill_during_the_cache_build_then_resume_gives_the_uninterrupted_metrics"]),
     ("kill at the result write", "a hidden .tmp left in the results folder", "removed by the next write; never listed",
      [f"{F}::test_a_kill_in_each_phase_then_resume_gives_the_uninterrupted_metrics",
       f"{R}::test_a_stale_temporary_of_a_dead_writer_is_removed_and_a_live_ones_kept"]),
@@ -223,6 +224,61 @@ def test_a_kill_during_the_artifact_copy_then_resume_gives_one_complete_result(r
     assert read_result(path).seeds[0].metrics == reference[0]
     folder = path.with_suffix("") / "seed-0"
     assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt"] and not partial_files(tmp_path)
+
+
+IMAGE_RUN = """
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from benchmarks.harness import BenchOptions, run_benchmark
+from benchmarks.tasks import imagecache
+from benchmarks.tasks.imagenette import Imagenette224Data
+from benchmarks.tasks.manifest import scan_folder, write_manifest
+
+tmp, images = Path(sys.argv[1]), Path(sys.argv[3])
+if not images.exists():  # 3 classes x (8 training + 2 test images) of random pixels, each class its own colour
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 2)):
+        for c, label in enumerate(["n01", "n02", "n03"]):
+            (images / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (48, 56, 3), dtype=np.uint8)
+                pixels[..., c] = 255
+                Image.fromarray(pixels).save(images / split / label / f"{i}.JPEG")
+    write_manifest(scan_folder(images, ("train", "val")), images.parent / "manifest.csv.gz")
+    (images.parent / "data").mkdir()
+    (images.parent / "data" / "imagenette2-224").symlink_to(images)
+Imagenette224Data.manifest_path, Imagenette224Data.val_size = images.parent / "manifest.csv.gz", 6
+imagecache.CHUNK_BYTES = 4 * 3 * 256 * 256  # four images a chunk: the kill comes with chunks still to decode
+run_benchmark("alexnet", BenchOptions(task="imagenette-224re", seeds=[0], max_epochs=1, limit_train_batches=1,
+              wandb="off", progress="none", data_dir=str(images.parent / "data"), output_dir=str(tmp / "runs"),
+              results_dir=str(tmp / "results"), resume=sys.argv[2] == "resume"))
+"""
+
+
+def test_a_kill_during_the_cache_build_then_resume_gives_the_uninterrupted_metrics(tmp_path):
+    """No task on the bundled data decodes images into a cache, so AlexNet runs on a tiny generated image set (a
+    script: the task's manifest is swapped for the set's). Killed after the cache's first chunk, then resumed with
+    the same cache folder: the cache is rebuilt with one line, and the metrics are those of a run never killed."""
+    images = tmp_path / "set" / "images"
+    run = [sys.executable, "-c", IMAGE_RUN]
+
+    def script(tmp: Path, mode: str, cache: Path, kill: str | None = None):
+        env = ENV | {"MILESTONES_CACHE": str(cache)} | ({"MILESTONES_KILL_AT": kill} if kill else {})
+        return subprocess.run([*run, str(tmp), mode, str(images)], env=env, cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=BOUND)  # fmt: skip
+
+    clean = script(tmp_path / "clean", "fresh", tmp_path / "clean-cache")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    killed = script(tmp_path / "killed", "fresh", tmp_path / "cache", kill="cache-build")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert not list((tmp_path / "cache").rglob("meta.json")), "killed before the cache was complete"
+    resumed = script(tmp_path / "killed", "resume", tmp_path / "cache")
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stdout + resumed.stderr
+    assert "meta.json: missing (the build was interrupted, or the file deleted); rebuilding the cache" in resumed.stdout
+    assert metrics(tmp_path / "killed") == metrics(tmp_path / "clean")
+    assert not partial_files(tmp_path)
 
 
 def test_a_damaged_checkpoint_or_seed_record_on_resume_is_said_and_redone(reference, tmp_path):
