@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from benchmarks import faults
-from benchmarks.results import remove_stale_temporaries
+from benchmarks.results import write_atomic
 
 SUFFIX = ".sha256"
 
@@ -46,25 +45,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write(path: Path, data: bytes, kill_point: str | None = None) -> None:
-    """``data`` to ``path`` through a temp file in the same folder: fsync, then rename; never a partial ``path``. A temp
-    file left by a killed writer is removed first."""
-    remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data[: len(data) // 2])
-            if kill_point:
-                f.flush()
-                faults.reached(kill_point)
-            f.write(data[len(data) // 2 :])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def record_path(path: Path) -> Path:
     return path.with_name(path.name + SUFFIX)
 
@@ -78,8 +58,8 @@ def save(checkpoint: dict[str, Any], path: Path) -> None:
     data = buffer.getvalue()
     previous = _recorded(path).get("sha256") if path.exists() else None
     record = {"sha256": hashlib.sha256(data).hexdigest(), "previous": previous, "bytes": len(data)}
-    _write(record_path(path), (json.dumps(record) + "\n").encode())
-    _write(path, data, kill_point="checkpoint-write")
+    write_atomic(json.dumps(record) + "\n", record_path(path), overwrite=True)  # same folder, fsync, rename
+    write_atomic(data, path, overwrite=True, kill_point="checkpoint-write")
     _fsync_dir(path.parent)
 
 
