@@ -33,8 +33,8 @@ from benchmarks.environment import environment, hardware_label
 from benchmarks.perf import write_report
 from benchmarks.registry import get_entry
 from benchmarks.tasks import get_task
-from benchmarks.tasks.imageset import ImageSetData
-from benchmarks.tasks.manifest import scan_folder, write_manifest
+from benchmarks.tasks.imageset import ImageSetData, derived_manifest
+from benchmarks.tasks.manifest import scan_folder
 
 
 class FolderData(ImageSetData):
@@ -50,8 +50,7 @@ class FolderData(ImageSetData):
         return self._root
 
     def fetch(self) -> None:
-        if not self._manifest.exists():
-            write_manifest(scan_folder(self._root, ("train", "val")), self._manifest)
+        derived_manifest(self._manifest, lambda: scan_folder(self._root, ("train", "val")))  # checked, rebuilt if bad
 
     def manifest_file(self) -> Path:
         return self._manifest
