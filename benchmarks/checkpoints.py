@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from benchmarks.results import write_atomic
 
 SUFFIX = ".sha256"
+_on_disk: dict[Path, str] = {}  # the sha256 of each checkpoint this process wrote or verified: what is there now
 
 
 class CheckpointError(OSError):
@@ -56,11 +57,14 @@ def save(checkpoint: dict[str, Any], path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     data = buffer.getvalue()
-    previous = _recorded(path).get("sha256") if path.exists() else None
+    # the checksum of what stays on disk if a kill comes between the two renames below: known when this process wrote
+    # or verified it (after a kill between renames the record names bytes that never landed), else the record's
+    previous = _on_disk.get(path.resolve(), _recorded(path).get("sha256")) if path.exists() else None
     record = {"sha256": hashlib.sha256(data).hexdigest(), "previous": previous, "bytes": len(data)}
     write_atomic(json.dumps(record) + "\n", record_path(path), overwrite=True)  # same folder, fsync, rename
     write_atomic(data, path, overwrite=True, kill_point="checkpoint-write")
     _fsync_dir(path.parent)
+    _on_disk[path.resolve()] = record["sha256"]
 
 
 def _recorded(path: Path) -> dict:
@@ -82,6 +86,7 @@ def problem(path: Path) -> str | None:
     actual = _sha256(path)
     if actual not in (record.get("sha256"), record.get("previous")):
         return f"does not match the sha256 recorded when it was written ({record_path(path).name}): damaged"
+    _on_disk[path.resolve()] = actual
     return None
 
 
@@ -106,3 +111,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def remove_checkpoint(self, path) -> None:
         super().remove_checkpoint(path)
         record_path(Path(path)).unlink(missing_ok=True)
+        _on_disk.pop(Path(path).resolve(), None)
