@@ -229,16 +229,24 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
     return [f"{path}: {p}" for p in problems], [f"{path}: {n}" for n in notes]
 
 
+def is_artifact(path: Path) -> bool:
+    """``<task>/<entry>/<result stem>/seed-<k>/<name>`` beside ``<result stem>.json``."""
+    seed_folder = path.parent
+    return seed_folder.name.startswith("seed-") and seed_folder.parent.with_suffix(".json").is_file()
+
+
 def expand(targets: list[str] | None, results_dir: Path) -> list[Path]:
     """The files to check: every result, or those named and the .json files under the folders named. A hidden file
-    under a folder (a ``.<name>.<pid>.tmp`` write in progress, an editor's backup) is never a result."""
+    under a folder (a ``.<name>.<pid>.tmp`` write in progress, an editor's backup) is never a result, nor is a file
+    among a result's artifacts (``<result stem>/seed-<k>/``, checked with its result)."""
     if not targets:
         return find_results(results_dir)
     files = []
     for target in map(Path, targets):
         if target.is_dir():
             found = target.rglob("*.json")
-            files += sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(target).parts))
+            files += sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(target).parts)
+                            and not is_artifact(p))  # fmt: skip
         else:
             files.append(target)
     return files

@@ -458,3 +458,10 @@ def test_a_result_write_killed_halfway_leaves_only_a_hidden_temporary_that_nothi
     assert leaderboard.load_results(results) == []
     write_atomic(COMMITTED.read_text(), folder / COMMITTED.name)
     assert not tmp.exists() and find_results(results) == [folder / COMMITTED.name]
+
+
+def test_a_json_artifact_is_not_taken_for_a_result_when_a_folder_is_validated(tmp_path):
+    path = place(tmp_path / "results", GAN)
+    artifact = path.with_suffix("") / "seed-0" / "scores.json"
+    artifact.write_text("{}")
+    assert expand([str(tmp_path / "results")], tmp_path / "results") == [path]
