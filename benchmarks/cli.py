@@ -13,8 +13,9 @@ import os
 import sys
 import warnings
 
-# a full disk or quota, a file-size limit, a read-only or forbidden folder: said in one line, with how to continue
-STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+# a full disk or quota, a file-size limit, a read-only or forbidden folder, a file where a folder should be: said in
+# one line, with how to continue
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
 MAX_SEED = 2**32 - 1  # results.MAX_SEED, without importing torch and Lightning to parse the command line
 
 
@@ -36,6 +37,19 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"takes a whole number of at least 1 (got {value})")
     return value
+
+
+def printable(text: str) -> str:
+    """``text`` with every control, format (bidi, zero-width), surrogate and line-separator character shown as its
+    escape: what a file names cannot move the cursor, erase a line or forge one in a terminal or a CI log."""
+    import unicodedata
+
+    return "".join(
+        ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+        else ch
+        for ch in text
+    )
 
 
 class Parser(argparse.ArgumentParser):
@@ -256,9 +270,9 @@ def cmd_validate(args) -> None:
 
     problems, notes = validate(args.paths)
     for line in notes:
-        print(f"note: {line}")
+        print(f"note: {printable(line)}")
     for line in problems:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
     print(f"validate: {len(problems)} problem(s)" if problems else "validate: all result files pass")
     sys.exit(1 if problems else 0)
 
@@ -304,6 +318,14 @@ def resume_command(argv: list[str], entry: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        run_command(argv)
+    except KeyboardInterrupt:  # Ctrl-C while loading (torch, Lightning) or outside a command's own handling below
+        print("milestones: interrupted by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def run_command(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -326,11 +348,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         handlers[args.command](args)
     except known as error:
-        print(f"milestones: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"milestones: error: {printable(' '.join(str(error).split()))}", file=sys.stderr)
         sys.exit(2)
     except BenchInterrupted as stop:  # Ctrl-C (130) or SIGTERM (143): never a success, and never a result file
         print(f"milestones: {stop.describe()}{resume}", file=sys.stderr, flush=True)
         sys.exit(stop.code)
+    except KeyboardInterrupt:  # Ctrl-C outside a training or test loop (those raise BenchInterrupted above)
+        print(f"milestones: interrupted by SIGINT (Ctrl-C){resume}", file=sys.stderr, flush=True)
+        sys.exit(130)
     except OSError as error:
         if error.errno not in STORAGE_ERRORS:
             raise

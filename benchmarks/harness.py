@@ -56,6 +56,7 @@ from benchmarks.results import (
     SeedResult,
     aggregate,
     artifact_path,
+    remove_stale_temporaries,
     result_filename,
     write_atomic,
 )
@@ -168,11 +169,14 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return precision
 
 
-def resolve_devices(devices: int | str) -> int | str:
-    """A device count (1, 2, …), -1 or 'auto' (all), or a comma-separated list of device indices, as Lightning takes."""
-    if isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1):
-        return devices
+def resolve_devices(devices: int | str, accelerator: str = "gpu") -> int | str:
+    """A device count (1, 2, …), -1 or 'auto' (all), or a comma-separated list of GPU indices, as Lightning takes; on
+    a CPU a count of processes or 'auto' only (Lightning has no CPU indices, and no -1 there)."""
     text = str(devices).strip()
+    if accelerator == "cpu":
+        if text == "auto" or text.isdigit() and int(text) >= 1:
+            return int(text) if text.isdigit() else text
+        raise BenchError(f"on a CPU --devices is a number of processes (1, 2, …) or 'auto'; got {devices!r}")
     if text in ("auto", "-1") or re.fullmatch(r"\d+( *, *\d+)*,?", text) and text != "0":
         return int(text) if text.isdigit() else text
     raise BenchError(f"--devices takes a count (1, 2, …), -1 or 'auto' (all), or device indices such as 0,1; "
@@ -266,12 +270,20 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
     task = entry.task(opts.task)
     accelerator = resolve_accelerator(opts.accelerator)
     precision = resolve_precision(opts.precision, accelerator)
-    opts = dataclasses.replace(opts, devices=resolve_devices(opts.devices))
+    opts = dataclasses.replace(opts, devices=resolve_devices(opts.devices, accelerator))
     wandb_mode = resolve_wandb(opts.wandb)
     seeds = opts.seeds if opts.seeds is not None else list(range(entry.config.seeds))
     check_budget(opts, seeds)
     if opts.threads is not None:
+        cpus = os.cpu_count() or 1
+        if opts.threads > cpus:
+            print(f"note: {opts.threads} torch threads on {cpus} CPUs: they take turns, which is slower (recorded)",
+                  flush=True)  # fmt: skip
         torch.set_num_threads(opts.threads)
+    data_dir = paths.data_dir(opts.data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise BenchError(f"the data folder {data_dir} is a file, not a folder: give --data-dir (or MILESTONES_DATA) "
+                         "a folder")  # fmt: skip
     resolved = entry.resolved_config(task, opts.max_epochs)
     chash = config_hash(resolved)
     variant = f"{chash[:12]}-{precision}" + ("-smoke" if opts.smoke else "")
@@ -302,9 +314,15 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
     precision = ctx.precision
     resolved, chash = ctx.resolved, ctx.chash
     if is_first_process():  # the other ranks of a multi-device run are its children: they share the folder
-        check_writable(ctx.run_root, "--output-dir")
+        output_setting = (
+            "--output-dir" if opts.output_dir or not os.environ.get("MILESTONES_OUTPUT") else "MILESTONES_OUTPUT"
+        )
+        check_writable(ctx.run_root, output_setting)
         check_writable(results_dir / task.name / entry.name, "--results-dir")
         folder.lock()
+        fresh = folder.nothing_to_resume() if opts.resume else None
+        if fresh:
+            print(fresh, flush=True)
         recorded = {"seeds": seeds, "precision": precision, "accelerator": accelerator, "devices": opts.devices,
                     "deterministic": opts.deterministic, "threads": opts.threads, "fast_dev_run": opts.fast_dev_run,
                     "limit_train_batches": opts.limit_train_batches}  # fmt: skip
@@ -374,6 +392,8 @@ def publish(result: Result, folder: RunFolder, results_dir: Path, output_dir: Pa
     another file). A kill anywhere in between leaves a ``--resume`` that finishes this same file: one invocation, one
     result."""
     target = results_dir / result.task / result.entry
+    for tmp in target.glob(".*.tmp"):  # a result write killed midway, under whatever name: removed if its writer died
+        remove_stale_temporaries(target / tmp.name[1:].rsplit(".", 2)[0])
     path = folder.reserved_result()
     if path is None or path.parent != target or path.exists():
         path = target / result_filename(result)
@@ -472,7 +492,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     if wandb_logger is not None:
         loggers.append(wandb_logger)
 
-    trainer = L.Trainer(
+    trainer = make_trainer(
         accelerator=ctx.accelerator,
         devices=opts.devices,
         precision=ctx.precision,
@@ -550,6 +570,16 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         print(f"seed {seed}: test {shown}; {seed_result.train_time_s:.1f}s training", flush=True)
     return seed_result, trainer.world_size, datamodule.identity()
+
+
+def make_trainer(**kwargs) -> L.Trainer:
+    """``L.Trainer(**kwargs)``; a setting that needs a package not installed here (e.g. precision transformer-engine) is
+    one line, not Lightning's traceback."""
+    try:
+        return L.Trainer(**kwargs)
+    except ImportError as error:
+        raise BenchError(f"precision {kwargs.get('precision')} on {kwargs.get('accelerator')} needs a package that is "
+                         f"not installed: {' '.join(str(error).split())}") from None  # fmt: skip
 
 
 def interrupted(error: BaseException, trainer: L.Trainer, seed: int, last_ckpt: Path, wandb_logger) -> BaseException:

@@ -67,18 +67,29 @@ class RunFolder:
             try:
                 recorded = json.loads(self.options_file.read_text())
             except (OSError, ValueError):
-                recorded = None  # damaged: nothing to hold the resume to; it is rewritten below
-            if isinstance(recorded, dict):
-                keys = sorted(options.keys() | recorded.keys())
-                differ = [
-                    f"{k} {recorded.get(k)!r} → {options.get(k)!r}" for k in keys if recorded.get(k) != options.get(k)
-                ]
-                if differ:
-                    raise RunFolderError(
-                        f"--resume with other options than the run it continues ({'; '.join(differ)}): resume with "
-                        f"the options it started with, or run without --resume to start it over"
-                    )
+                recorded = None
+            if not isinstance(recorded, dict):
+                raise RunFolderError(f"{self.options_file} is damaged, so the options of the run a --resume would "
+                                     "continue are unknown: run without --resume to start it over")  # fmt: skip
+            keys = sorted(options.keys() | recorded.keys())
+            differ = [
+                f"{k} {recorded.get(k)!r} → {options.get(k)!r}" for k in keys if recorded.get(k) != options.get(k)
+            ]
+            if differ:
+                raise RunFolderError(
+                    f"--resume with other options than the run it continues ({'; '.join(differ)}): resume with "
+                    f"the options it started with, or run without --resume to start it over"
+                )
         write_atomic(json.dumps(options, indent=2, sort_keys=True) + "\n", self.options_file, overwrite=True)
+
+    def nothing_to_resume(self) -> str | None:
+        """For a --resume: a line saying that this folder holds no earlier run (and which runs of the entry there are,
+        with another config, precision or budget: part of the folder's name), or None when there is one."""
+        if self.options_file.exists():
+            return None
+        others = sorted(p.name for p in self.root.parent.iterdir() if p.is_dir() and p != self.root)
+        kept = f"; this entry's runs with another config, precision or budget: {', '.join(others)}" if others else ""
+        return f"--resume: no earlier run in {self.root}, so it starts from the beginning{kept}"
 
     @property
     def result_marker(self) -> Path:

@@ -75,7 +75,9 @@ FAULT_MODEL = [  # (case, before issue 15, now, the tests that hold it)
      "the run folder is locked; the second is refused naming the owner",
      [f"{F}::test_a_second_run_into_a_busy_folder_is_refused"]),
     ("--resume with other options", "continued silently; the result recorded only the last options",
-     "refused, listing each difference", [f"{F}::test_resume_with_other_options_is_refused"]),
+     "refused, listing each difference; a damaged record of them refuses too; another precision or budget is said",
+     [f"{F}::test_resume_with_other_options_is_refused",
+      f"{F}::test_a_damaged_options_record_refuses_the_resume_and_another_precision_is_said"]),
     ("--resume of a finished run; kill during the artifact copy", "a second valid result (a duplicate row)",
      "the run folder names its result before writing it: one invocation, one result",
      [f"{F}::test_resume_of_a_finished_run_writes_no_second_result",
@@ -95,7 +97,8 @@ FAULT_MODEL = [  # (case, before issue 15, now, the tests that hold it)
      [f"{F}::test_a_damaged_checkpoint_or_seed_record_on_resume_is_said_and_redone"]),
     ("deleted or truncated cache files", "a traceback", "one line, rebuilt",
      [f"{C}::test_a_damaged_image_cache_is_noticed_in_one_line_and_rebuilt"]),
-    ("--seeds 99999999999999999999, --devices abc, --limit-train-batches -3", "tracebacks", "one line each",
+    ("--seeds 99999999999999999999, --devices abc (or -1 on a CPU), --limit-train-batches -3, --precision "
+     "transformer-engine without its package, a file as --data-dir", "tracebacks", "one line each",
      [f"{F}::test_bad_options_are_one_line_and_write_nothing"]),
     ("--devices 2 for an entry with no gradient-trained parameters", "a DDP traceback", "one line: use --devices 1",
      [f"{F}::test_bad_options_are_one_line_and_write_nothing"]),
@@ -110,14 +113,16 @@ FAULT_MODEL = [  # (case, before issue 15, now, the tests that hold it)
     ("W&B online with credentials and no network", "hung two minutes, then a traceback",
      "the server is tried first (5 s): one line, use --wandb offline",
      [f"{F}::test_wandb_online_without_a_network_fails_fast"]),
-    ("SIGTERM, Ctrl-C", "exit 0 on SIGTERM", "exit 143 / 130, one line with the resume command",
-     ["tests/test_harness.py::test_interrupted_or_killed_process_then_resume"]),
+    ("SIGTERM, Ctrl-C", "exit 0 on SIGTERM; a traceback outside training", "exit 143 / 130, one line (with the resume "
+     "command for a run)", ["tests/test_harness.py::test_interrupted_or_killed_process_then_resume",
+                            f"{F}::test_ctrl_c_outside_training_is_one_line"]),
     ("kill during the image cache build", "orphaned decode workers",
      "workers die with the build; the next build is clean and equal to an uninterrupted one",
      [f"{C}::test_a_build_killed_one_chunk_in_leaves_no_worker_and_the_next_build_starts_cleanly",
       f"{F}::test_a_kill_during_the_cache_build_then_resume_gives_the_uninterrupted_metrics"]),
     ("kill at the result write", "a hidden .tmp left in the results folder", "removed by the next write; never listed",
      [f"{F}::test_a_kill_in_each_phase_then_resume_gives_the_uninterrupted_metrics",
+      f"{F}::test_a_fresh_run_after_a_kill_at_the_result_write_leaves_no_temporary",
       f"{R}::test_a_stale_temporary_of_a_dead_writer_is_removed_and_a_live_ones_kept"]),
 ]
 # fmt: on
@@ -338,6 +343,36 @@ def test_resume_with_other_options_is_refused(tmp_path):
     milestones(*bench(tmp_path, "--threads", "1", "--resume"), tmp=tmp_path)
 
 
+def test_a_damaged_options_record_refuses_the_resume_and_another_precision_is_said(tmp_path):
+    """A resume is held to the options of the run it continues: with its run.json damaged they are unknown, so it is
+    refused. Precision, config and budget name the run folder: a resume with another precision finds no earlier run
+    there, and says so before it starts."""
+    milestones(*bench(tmp_path), tmp=tmp_path, status=-signal.SIGKILL, env={"MILESTONES_KILL_AT": "training:3"})
+    (record,) = tmp_path.rglob("run.json")
+    record.write_text("{")
+    refused = milestones(*bench(tmp_path, "--resume"), tmp=tmp_path, status=2)
+    assert error_line(refused) == (
+        f"milestones: error: {record} is damaged, so the options of the run a --resume would continue are unknown: "
+        "run without --resume to start it over"
+    )
+    other = milestones(*bench(tmp_path, "--resume", "--precision", "bf16-mixed", "--max-epochs", "1", seeds="0"),
+                       tmp=tmp_path)  # fmt: skip
+    assert re.search(
+        rf"--resume: no earlier run in \S+-bf16-mixed-smoke, so it starts from the beginning; this entry's "
+        rf"runs with another config, precision or budget: {record.parent.name}",
+        other.stdout,
+    ), other.stdout
+
+
+def test_a_fresh_run_after_a_kill_at_the_result_write_leaves_no_temporary(tmp_path):
+    """The killed write's hidden temp file has a name of its own (the killed run's time); the next run removes it."""
+    milestones(
+        *bench(tmp_path, seeds="0"), tmp=tmp_path, status=-signal.SIGKILL, env={"MILESTONES_KILL_AT": "result-write"}
+    )
+    assert partial_files(tmp_path)
+    milestones(*bench(tmp_path, seeds="0"), tmp=tmp_path)  # fails on a partial file left anywhere
+
+
 def test_resume_of_a_finished_run_writes_no_second_result(tmp_path):
     milestones(*bench(tmp_path, seeds="0"), tmp=tmp_path)
     (path,) = find_results(tmp_path / "results")
@@ -353,16 +388,23 @@ BAD_OPTIONS = {
     "limit 0": (["--limit-train-batches", "0"], "argument --limit-train-batches: takes a whole number of at least 1"),
     "limit -3": (["--limit-train-batches", "-3"], "argument --limit-train-batches: takes a whole number of at least 1"),
     "huge seed": (["--seeds", "99999999999999999999"], "argument --seeds: seeds are integers from 0 to 4294967295"),
-    "devices abc": (["--devices", "abc"], "--devices takes a count (1, 2, …), -1 or 'auto' (all)"),
+    "devices abc": (["--devices", "abc"], "on a CPU --devices is a number of processes (1, 2, …) or 'auto'; got 'abc'"),
     "threads 0": (["--threads", "0"], "argument --threads: takes a whole number of at least 1 (got 0)"),
-}
+    "devices -1 on a CPU": (["--devices", "-1"], "on a CPU --devices is a number of processes (1, 2, …) or 'auto'"),
+    "a precision needing a package": (["--precision", "transformer-engine"],
+                                      "precision transformer-engine on cpu needs a package that is not installed"),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("case", [*BAD_OPTIONS, "devices 2, no gradients"])
+@pytest.mark.parametrize("case", [*BAD_OPTIONS, "devices 2, no gradients", "data folder is a file"])
 def test_bad_options_are_one_line_and_write_nothing(case, tmp_path):
     if case == "devices 2, no gradients":
         args, said = ["--devices", "2"], "perceptron has no gradient-trained parameters, so 2 devices have nothing"
         proc = milestones(*bench(tmp_path, *args, entry="perceptron"), tmp=tmp_path, status=2)
+    elif case == "data folder is a file":
+        (tmp_path / "a-file").write_text("")
+        said = f"the data folder {tmp_path / 'a-file'} is a file, not a folder"
+        proc = milestones(*bench(tmp_path, "--data-dir", tmp_path / "a-file"), tmp=tmp_path, status=2)
     else:
         args, said = BAD_OPTIONS[case]
         proc = milestones(*bench(tmp_path, *args), tmp=tmp_path, status=2)
@@ -477,3 +519,18 @@ def test_hostile_result_files_are_one_line_without_a_hang(make, command, tmp_pat
     assert str(path) in proc.stderr
     if command == "verify":
         error_line(proc)
+
+
+@pytest.mark.parametrize("after", [1.5, 4.0])
+def test_ctrl_c_outside_training_is_one_line(after, tmp_path):
+    """Ctrl-C while `milestones validate` loads torch and Lightning, or while it reads the results: 130, one line."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "validate"], cwd=REPO_ROOT, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=BOUND)
+    if proc.returncode == 0:
+        pytest.skip(f"validate finished within {after} s, before the Ctrl-C")
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines() == ["milestones: interrupted by SIGINT (Ctrl-C)"], err
