@@ -42,6 +42,12 @@ def resolve_targets(targets: list[str], task: str | None = None, results_dir=Non
     return [(path, read_result(path)) for path in chosen]
 
 
+def _packages(result: Result) -> dict:
+    """The recorded package versions; the schema makes ``packages`` a mapping, and anything else shows as none."""
+    packages = result.environment.get("packages")
+    return packages if isinstance(packages, dict) else {}
+
+
 def _ttt(result: Result) -> str:
     summary = median_range([s.time_to_target_s for s in result.seeds if s.time_to_target_s is not None])
     reached = sum(s.time_to_target_s is not None for s in result.seeds)
@@ -79,7 +85,7 @@ def table(results: list[tuple[Path, Result]]) -> list[str]:
     add("precision", [r.precision + ("" if r.deterministic else ", non-deterministic") for _, r in results])
     add("peak memory", [f"{r.peak_memory_mb:,.0f} MB" for _, r in results])
     for name in ("torch", "lightning", "torchmetrics"):
-        add(name, [str(r.environment.get("packages", {}).get(name)) for _, r in results])
+        add(name, [str(_packages(r).get(name)) for _, r in results])
     add("CUDA", [str(r.environment.get("cuda") or "—") for _, r in results])
     add("python", [str(r.environment.get("python")) for _, r in results])
     add("config hash", [r.config_hash[:12] for _, r in results])

@@ -239,10 +239,11 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """'key.path: a-value ≠ b-value' for every leaf that differs."""
+    """'key.path: a-value ≠ b-value' for every leaf that differs. A key that is not a plain name (letters, digits,
+    ``_``, ``-``) is shown as its repr, like a value, so no key from a result file reaches a terminal unescaped."""
     lines = []
     for key in sorted(set(a) | set(b), key=str):
-        here = f"{prefix}{key}"
+        here = f"{prefix}{key if isinstance(key, str) and re.fullmatch(r'[A-Za-z0-9_-]+', key) else repr(key)}"
         left, right = a.get(key, "(absent)"), b.get(key, "(absent)")
         if isinstance(left, dict) and isinstance(right, dict):
             lines += config_diff(left, right, here + ".")

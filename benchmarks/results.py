@@ -16,12 +16,25 @@ import re
 import stat
 import statistics
 import typing
+import unicodedata
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from scipy import stats
 
 from benchmarks import faults
@@ -30,7 +43,14 @@ SCHEMA_VERSION = 1
 ARTIFACTS = "artifacts"  # a seed's run folder keeps the files to publish with its result under this name
 MAX_RESULT_BYTES = 32 * 2**20  # the largest result file read (the committed ones are a few kB; a 30-seed one < 1 MB)
 MAX_DEPTH = 32  # the deepest nesting read (a committed file nests 6 deep); "[" * 100000 is refused, not a crash
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newlines and the rest: never in a one-line field that is rendered
+MAX_DIGITS = 100  # the longest integer literal read (a seed has 10 digits); 10**5000 is refused, not a ValueError
+MAX_IMAGE_SIDE = 4096  # the widest and tallest artifact image decoded (a sample grid is a few hundred pixels)
+# Never in any key or string of a result file, config included (no committed result or registry config holds one):
+# C0 controls (line breaks and tabs too), DEL, C1 controls, and line/paragraph separators; besides these, every
+# character of Unicode category Cf (bidi overrides and isolates, zero-width and other invisible format characters)
+# or Cs (a lone surrogate, which json accepts as "\ud800"). Each could fake or hide text on a terminal or a page.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet takes a cell starting so for a formula
 
 # The forms of the fields that are rendered, used as names, or joined into paths. Names are the registry's name form
 # (an entry's YAML file name; a task's name); an artifact is a plain file name beside the result, never a path.
@@ -84,14 +104,39 @@ class SeedResult(Strict):
         return Path(output_dir) / self.log_dir if self.log_dir else None
 
 
-class Hardware(BaseModel):
-    """The keys of ``environment`` that are rendered (environment.hardware_label) or decide something; others pass."""
+def forbidden_character(text: str) -> str | None:
+    """The first character of ``text`` that no result file may hold (see CONTROL), as 'U+XXXX', or None."""
+    found = CONTROL.search(text)
+    if found:
+        return f"U+{ord(found.group()):04X}"
+    if not text.isascii():
+        for char in text:
+            if unicodedata.category(char) in ("Cf", "Cs"):
+                return f"U+{ord(char):04X}"
+    return None
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+class Hardware(BaseModel):
+    """The keys of ``environment`` that are rendered (environment.hardware_label, compare's rows) or decide something
+    (verify's accelerator, the drift check); others pass. Strict: a value of another type is refused, not coerced."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
     accelerator: Literal["cpu", "gpu"] = "cpu"
     device: Line
     device_count: int = Field(ge=1)
     torch_threads: int | None = Field(default=None, ge=1)
+    python: StrictStr | None = None
+    packages: dict[StrictStr, StrictStr | None] = {}  # {"torch": "2.5.1", "sacrebleu": None (not installed)}
+    cuda: StrictStr | None = None
+    cudnn: StrictInt | StrictStr | None = None
+    machine: StrictStr | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _no_formula(cls, value: str) -> str:
+        if value.startswith(CSV_FORMULA):
+            raise ValueError(f"{value[:40]!r} starts with {value[0]!r}: a spreadsheet would take it for a formula")
+        return value
 
 
 class Aggregate(Strict):
@@ -127,7 +172,7 @@ class Result(Strict):
     # rendered (hardware label, compare's version rows): read_result refuses a control character in any of their
     # strings; ``accelerator`` goes into the file name and picks verify's accelerator
     environment: dict[str, Any]
-    code: dict[str, Any]
+    code: dict[str, StrictStr | StrictBool | None]  # git_commit, git_dirty, commit_from
     wandb: dict[str, Any]
     created: str  # ISO 8601, UTC
 
@@ -151,7 +196,7 @@ class Result(Strict):
 
     @field_validator("code")
     @classmethod
-    def _commit_form(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _commit_form(cls, value: dict[str, str | bool | None]) -> dict[str, str | bool | None]:
         commit, dirty = value.get("git_commit"), value.get("git_dirty")
         if commit is not None and not (isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,40}", commit)):
             raise ValueError(f"git_commit {commit!r} is not a hexadecimal commit id")
@@ -254,11 +299,15 @@ def read_regular(path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
         if error.errno == errno.ELOOP:
             raise ResultError(f"{path}: a symbolic link: a result file must be a regular file") from None
         raise ResultError(f"{path}: cannot be read ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
+    try:
+        mode = os.fstat(fd).st_mode  # before anything else: os.fdopen itself refuses a folder with a traceback
         if not stat.S_ISREG(mode):
             kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
             raise ResultError(f"{path}: {kind}, not a regular file: a result file must be a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)  # at most one byte past the bound, even if the file grows while read
     if len(data) > limit:
         raise ResultError(f"{path}: larger than {limit // 2**20} MiB: not a result file")
@@ -267,8 +316,9 @@ def read_regular(path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
 
 def _unreadable(value: Any, metrics_may_be_nan: bool) -> tuple[str, str] | None:
     """(field, why) for the first thing no result file holds: nesting deeper than MAX_DEPTH, NaN or Infinity (in a
-    seed's metrics too unless ``metrics_may_be_nan``), a control character in a string or key outside ``config``
-    (the registry's text); None when there is none. Iterative: a deep file cannot exhaust the stack here."""
+    seed's metrics too unless ``metrics_may_be_nan``), a control, invisible or bidi character (``CONTROL``) in any
+    string or key, config included; None when there is none. A key is checked before anything under it, so a field
+    path in a message never holds one. Iterative: a deep file cannot exhaust the stack here."""
     stack = [(value, ())]
     while stack:
         item, at = stack.pop()
@@ -278,16 +328,37 @@ def _unreadable(value: Any, metrics_may_be_nan: bool) -> tuple[str, str] | None:
         if isinstance(item, float) and not math.isfinite(item):
             if not (metrics_may_be_nan and len(at) == 4 and at[0] == "seeds" and at[2] == "metrics"):
                 return field, f"{item} is not a finite number (a run records none: a failed seed drops its NaN)"
-        elif isinstance(item, str) and at[:1] != ("config",) and CONTROL.search(item):
-            return field, f"{item[:40]!r} holds a line break or other control character"
+        elif isinstance(item, str) and (char := forbidden_character(item)):
+            return field, f"{ascii(item[:40])} holds a line break, control, invisible or bidi character ({char})"
         elif isinstance(item, dict):
             for key, inner in item.items():
-                if at[:1] != ("config",) and CONTROL.search(key):
-                    return field, f"key {key[:40]!r} holds a line break or other control character"
+                if char := forbidden_character(key):
+                    why = "holds a line break, control, invisible or bidi character"
+                    return field, f"key {ascii(key[:40])} {why} ({char})"
                 stack.append((inner, (*at, key)))
         elif isinstance(item, list):
             stack += [(inner, (*at, i)) for i, inner in enumerate(item)]
     return None
+
+
+class _Refused(Exception):
+    """What the JSON hooks raise (a repeated key, an over-long integer); read_result makes it a ResultError."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a key given twice in one object is refused (json.loads would keep the last)."""
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise _Refused(f"key {ascii(key[:40])} appears twice in one object (a reader could take either value)")
+        found[key] = value
+    return found
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_DIGITS:
+        raise _Refused(f"an integer of {len(literal.lstrip('-'))} digits (at most {MAX_DIGITS} are read)")
+    return int(literal)
 
 
 def read_result(path: Path, metrics_may_be_nan: bool = False) -> Result:
@@ -296,15 +367,20 @@ def read_result(path: Path, metrics_may_be_nan: bool = False) -> Result:
     ``metrics_may_be_nan``: let a NaN or Infinity seed metric through (validate reports it with the file's other
     problems); every other reader refuses it here, so no statistic ever sees one."""
     path = Path(path)
+    data = read_regular(path)
     try:
-        raw = json.loads(read_regular(path).decode("utf-8"))
+        raw = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys, parse_int=_bounded_int)
     except UnicodeDecodeError as error:
         byte = error.object[error.start]
         raise ResultError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {error.start})") from None
     except json.JSONDecodeError as error:
         raise ResultError(f"{path}: not readable JSON ({error})") from None
+    except _Refused as error:
+        raise ResultError(f"{path}: not a result file: {error}") from None
     except RecursionError:
         raise ResultError(f"{path}: not readable JSON (nested deeper than Python's recursion limit)") from None
+    except ValueError as error:  # anything else json or int() refuses: one line all the same
+        raise ResultError(f"{path}: not readable JSON ({' '.join(str(error).split())[:200]})") from None
     problem = _unreadable(raw, metrics_may_be_nan)
     if problem:
         raise ResultError(f"{path}: field '{problem[0]}': {problem[1]}")
@@ -322,9 +398,36 @@ def artifact_path(result_path: Path, seed: int, name: str) -> Path:
     return Path(result_path).with_suffix("") / f"seed-{seed}" / name
 
 
+def artifact_problem(result_path: Path, seed: int, name: str) -> str | None:
+    """Why a seed's artifact is not a plain file inside its result's folder, or None: no folder between the result's
+    folder (``<task>/<entry>/``) and the artifact may be a symbolic link (``seed-0`` -> /etc would publish
+    /etc/passwd), and the resolved artifact must lie inside the resolved result folder; then ``file_problem``."""
+    folder = Path(result_path).parent
+    artifact = artifact_path(result_path, seed, name)
+    here = folder
+    for part in artifact.relative_to(folder).parts[:-1]:
+        here = here / part
+        try:
+            info = os.lstat(here)
+        except OSError:
+            return "is missing"
+        if stat.S_ISLNK(info.st_mode):
+            return f"is reached through a symbolic link ({here}): an artifact is a file in the result's own folder"
+        if not stat.S_ISDIR(info.st_mode):
+            return f"is missing ({here} is not a folder)"
+    if artifact.is_symlink():
+        return file_problem(artifact)  # "is not a regular file"
+    try:
+        artifact.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return f"resolves outside {folder}: an artifact is a file in the result's own folder"
+    return file_problem(artifact)
+
+
 def file_problem(path: Path) -> str | None:
     """Why a file published beside the results (an artifact, a leaderboard plot) is not what it should be, or None:
-    missing, not a regular file (a link, a FIFO), empty, or a .png that does not decode to the end."""
+    missing, not a regular file (a link, a FIFO), empty, or a .png that is larger than MAX_IMAGE_SIDE on a side (read
+    from its header before a pixel is decoded: a small file can unpack to gigabytes) or does not decode to its end."""
     try:
         info = os.lstat(path)
     except OSError:
@@ -337,13 +440,29 @@ def file_problem(path: Path) -> str | None:
         from PIL import Image
 
         try:
-            with Image.open(path) as image:
+            with warnings.catch_warnings():  # PIL's own DecompressionBombWarning: the bound below is the one kept
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path)
+            with image:
+                width, height = image.size
+                if max(width, height) > MAX_IMAGE_SIDE:
+                    return f"is {width}×{height} pixels, larger than {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}: not decoded"
                 image.verify()  # every chunk's checksum, up to IEND
             with Image.open(path) as image:
                 image.load()  # and the pixels decode (a truncated stream fails here)
         except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
             return f"is not a complete PNG ({' '.join(str(error).split()) or type(error).__name__})"
     return None
+
+
+def filename_problem(path: Path, result: Result) -> str | None:
+    """Why the file's name does not say what it holds, or None: it must be ``result_filename(result)`` (the time,
+    accelerator, precision and config hash), or ``<that stem>-<n>.json``, the name a write takes when that is taken."""
+    expected = result_filename(result)
+    stem = expected[: -len(".json")]
+    if path.name == expected or re.fullmatch(re.escape(stem) + r"-[1-9][0-9]?\.json", path.name):
+        return None
+    return f"name: the file says it is {expected} (created, accelerator, precision, config hash), not {path.name}"
 
 
 def duplicates(results: list[tuple[Path, Result]]) -> list[tuple[Path, Path]]:

@@ -16,7 +16,10 @@ failure is one line ``<file>: <field>: <what is wrong>``. The checks, in order:
 - schema also fixes forms: read_result reads only a bounded regular UTF-8 file without NaN or Infinity (a NaN seed
   metric is read here so that it is reported with the file's other problems), names are names, numbers are in range;
 - duplicates: no two results of one entry on one task hold identical per-seed records (one invocation, one result);
-- artifacts: each one a seed lists is beside the result, a non-empty regular file, and a .png decodes completely;
+- name: the file name is what the result holds (results.result_filename: time, accelerator, precision, config hash),
+  or that stem with a ``-<n>`` suffix (the name a write takes when the first is taken);
+- artifacts: each one a seed lists is beside the result, reached through no symbolic link and inside the result's
+  folder, a non-empty regular file, and a .png of at most 4096×4096 pixels that decodes completely;
 - metrics: every seed's metrics are finite and inside the metric's range, ok seeds carry the task's metric, and the
   status, aggregate (mean, std, n, 95 % CI), median time-to-target and mean throughput re-derive from the per-seed
   values — a hand-edited number shows up here, or, if the per-seed values were edited too, in the leaderboard check;
@@ -39,8 +42,9 @@ from benchmarks.results import (
     ResultError,
     aggregate,
     artifact_path,
+    artifact_problem,
     duplicates,
-    file_problem,
+    filename_problem,
     find_results,
     read_result,
 )
@@ -171,7 +175,7 @@ def check_artifacts(result: Result, path: Path) -> list[str]:
     for i, seed in enumerate(result.seeds):
         for name in seed.artifacts:
             artifact = artifact_path(path, seed.seed, name)
-            problem = file_problem(artifact)
+            problem = artifact_problem(path, seed.seed, name)
             if problem == "is missing":
                 problems.append(f"seeds[{i}].artifacts: {artifact} is missing (commit it with the result)")
             elif problem:
@@ -204,6 +208,9 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
     parts = path.resolve().parts
     if not problems and (parts[-3], parts[-2]) != (result.task, result.entry):
         problems.append(f"path: folder {parts[-3]}/{parts[-2]} but the file says {result.task}/{result.entry}")
+    named = filename_problem(path, result)
+    if named:
+        problems.append(named)
     if result.smoke:
         problems.append("smoke: a smoke run (fast-dev-run or a budget override) never enters leaderboards/results")
     found, entry, task = check_entry(result, path)

