@@ -46,6 +46,7 @@ from benchmarks.results import (
     duplicates,
     filename_problem,
     find_results,
+    forbidden_character,
     read_result,
 )
 from benchmarks.tasks import UnknownNameError, get_task
@@ -294,4 +295,10 @@ def validate(targets: list[str] | None = None, results_dir=None, leaderboard_dir
         problems += leaderboard.check(results_dir, leaderboard_dir)
     except ResultError as error:
         problems.append(f"leaderboard: cannot be rebuilt: {error}")
-    return problems, notes
+    return [printable(line) for line in problems], [printable(line) for line in notes]
+
+
+def printable(line: str) -> str:
+    """``line`` with every character results.CONTROL or category Cf/Cs would refuse written as its escape (``\\x1b``):
+    a file's own name (a pull request chooses it) reaches the terminal only as text."""
+    return "".join(ascii(char)[1:-1] if forbidden_character(char) else char for char in line)

@@ -743,3 +743,12 @@ def test_a_folder_given_as_a_result_is_one_line(command, name, tmp_path, capsys)
         read_result(folder)
     code, _, err = cli([command, str(folder)], capsys)
     assert f"{folder}: a directory, not a regular file" in one_error_line(code, err)
+
+
+def test_a_file_name_with_an_escape_sequence_reaches_the_terminal_escaped(tmp_path, capsys):
+    path = place(tmp_path / "results", COMMITTED, name="\x1b[2K\rall pass\u202e.json")
+    problems, _ = validate([str(path)], tmp_path / "results", tmp_path / "board")
+    assert problems and not any(PRINTED.search(line) for line in problems), [ascii(p) for p in problems]
+    assert any("\\x1b[2K\\rall pass\\u202e.json: name: the file says it is" in line for line in problems), problems
+    code, out, err = cli(["validate", str(path)], capsys)
+    assert code == 1 and not PRINTED.search(out + err), ascii(out + err)
