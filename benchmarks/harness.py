@@ -57,8 +57,8 @@ from benchmarks.results import (
     aggregate,
     artifact_path,
     remove_stale_temporaries,
-    result_filename,
     write_atomic,
+    write_result,
 )
 from benchmarks.runfolder import RunFolder
 
@@ -394,19 +394,12 @@ def publish(result: Result, folder: RunFolder, results_dir: Path, output_dir: Pa
     target = results_dir / result.task / result.entry
     for tmp in target.glob(".*.tmp"):  # a result write killed midway, under whatever name: removed if its writer died
         remove_stale_temporaries(target / tmp.name[1:].rsplit(".", 2)[0])
-    path = folder.reserved_result()
-    if path is None or path.parent != target or path.exists():
-        path = target / result_filename(result)
-    for attempt in range(1, 100):
-        if not path.exists():
-            folder.reserve_result(path)
-            copy_artifacts(result, path, output_dir)
-            try:
-                return write_atomic(result.model_dump_json(indent=2) + "\n", path, kill_point="result-write")
-            except FileExistsError:  # another run took the name meanwhile
-                pass
-        path = target / f"{Path(result_filename(result)).stem}-{attempt}.json"
-    raise FileExistsError(f"too many results named {result_filename(result)} in {target}")
+
+    def prepare(path: Path) -> None:
+        folder.reserve_result(path)
+        copy_artifacts(result, path, output_dir)
+
+    return write_result(result, results_dir, first=folder.reserved_result(), before_write=prepare)
 
 
 def copy_artifacts(result: Result, path: Path, output_dir: Path) -> None:

@@ -276,15 +276,22 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
-def write_result(result: Result, results_dir: Path) -> Path:
+def write_result(result: Result, results_dir: Path, first: Path | None = None, before_write=None) -> Path:
+    """Write ``result`` as ``<results_dir>/<task>/<entry>/<result_filename>`` (or ``first``, a name chosen earlier in
+    that folder), atomically and never over another file: a name that is taken gets ``-1``, ``-2``, … ``before_write``
+    (path) runs before each attempt (the harness names the file in its run folder and copies the artifacts there)."""
     folder = results_dir / result.task / result.entry
-    path = folder / result_filename(result)
-    stem = path.stem
+    stem = Path(result_filename(result)).stem
+    path = first if first is not None and first.parent == folder else folder / f"{stem}.json"
     for i in range(1, 100):
-        try:
-            return write_atomic(result.model_dump_json(indent=2) + "\n", path, kill_point="result-write")
-        except FileExistsError:
-            path = folder / f"{stem}-{i}.json"
+        if not path.exists():
+            if before_write is not None:
+                before_write(path)
+            try:
+                return write_atomic(result.model_dump_json(indent=2) + "\n", path, kill_point="result-write")
+            except FileExistsError:  # another run took the name meanwhile
+                pass
+        path = folder / f"{stem}-{i}.json"
     raise FileExistsError(f"too many results named {stem}* in {folder}")
 
 
