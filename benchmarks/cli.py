@@ -320,7 +320,15 @@ def resume_command(argv: list[str], entry: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     try:
         run_command(argv)
-    except KeyboardInterrupt:  # Ctrl-C while loading (torch, Lightning) or outside a command's own handling below
+    except SystemExit:
+        raise
+    except BaseException as error:  # Ctrl-C while loading (torch, Lightning) or outside a command's own handling; a
+        # Ctrl-C inside torch's imports can surface as another error raised while handling it: its cause is the same
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__context__
+        if cause is None:
+            raise
         print("milestones: interrupted by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
         sys.exit(130)
 
