@@ -22,6 +22,7 @@ import torch
 from benchmarks.results import ARTIFACTS
 from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
+from benchmarks.tasks.textfiles import mapped, read_text, text_dataset
 
 SHAKESPEARE = RemoteFile(
     "tinyshakespeare/input.txt",
@@ -60,6 +61,19 @@ class WindowBatches:
             yield windows[:, :-1], windows[:, 1:]
 
 
+def char_ids(batch: dict, chars: list[str]) -> dict:
+    """``Dataset.map`` function: every character of each text as its index in ``chars`` (one table lookup over the
+    text's code points)."""
+    import numpy as np
+
+    table = np.full(max(map(ord, chars)) + 1, -1, dtype=np.int32)
+    table[[ord(c) for c in chars]] = np.arange(len(chars), dtype=np.int32)
+    ids = [table[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)] for text in batch["text"]]
+    if any((row < 0).any() for row in ids):
+        raise ValueError("a character outside the alphabet")  # cannot happen: the alphabet is the text's own
+    return {"ids": ids}
+
+
 class CharData(L.LightningDataModule):
     remote = SHAKESPEARE
     vocab_size = 65
@@ -88,12 +102,13 @@ class CharData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             path = fetch(self.remote, self.data_dir, download=False)
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)  # DataError "<file>:<line>: not UTF-8 ..." on bad bytes
             self.chars = sorted(set(text))
             if len(self.chars) != self.vocab_size:
                 raise DataError(f"{path}: {len(self.chars)} distinct characters, the task expects {self.vocab_size}")
-            index = {c: i for i, c in enumerate(self.chars)}
-            data = torch.tensor([index[c] for c in text], dtype=torch.long)
+            document = text_dataset(path, [text], document=True)  # the whole text as one row, as read above
+            ids = mapped(document, char_ids, [text], ["chars", self.chars], chars=self.chars)
+            data = ids.with_format("torch")[0]["ids"].to(torch.long)  # one row: one tensor, the text's ids in order
             n = int(self.train_fraction * len(data))
             self.splits = {"train": data[:n], "val": data[n:]}
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

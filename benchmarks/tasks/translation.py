@@ -13,7 +13,8 @@ file and line); the loader's Arrow cache must give exactly those lines, and one 
 named in one line and rebuilt from the file. One byte-level BPE vocabulary is trained on the German and English
 training text together, so the model can share one embedding matrix for both languages (Vaswani et al. 2017, §3.4);
 its cached file is checked against a checksum record before each use and retrained when damaged
-(``tokenizer.cached_bpe``).
+(``tokenizer.cached_bpe``). Every line is tokenised by ``Dataset.map`` into an Arrow file that later runs find by its
+fingerprint (text, tokenizer, settings) and reuse after checking its recorded sha256 (``textfiles.mapped``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks import paths
 from benchmarks.results import ARTIFACTS
 from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch, fetch_all
-from benchmarks.tasks.textfiles import read_parallel
+from benchmarks.tasks.textfiles import id_tensors, mapped, read_parallel, text_dataset
 from benchmarks.tasks.tokenizer import SPECIALS, BPESettings, cached_bpe
 from benchmarks.text_metrics import bleu, chrf
 
@@ -59,39 +59,23 @@ MULTI30K_BPE_SHA256 = "79043e9601dfed9c81fcad81c4e88f592be2a1c58ef4b71488c628ea6
 
 
 def load_lines(source: Path, target: Path) -> tuple[list[str], list[str]]:
-    """Both sides of a parallel corpus through ``datasets``' text loader, after the strict line-by-line check."""
-    import datasets
-
-    checked = read_parallel(source, target)  # DataError "<file>:<line>: ..." on empty lines, bad bytes, misalignment
-    datasets.disable_progress_bars()
-    return _load_checked(source, checked[0]), _load_checked(target, checked[1])
+    """Both sides of a parallel corpus, checked line by line and read through ``datasets``' text loader."""
+    (source_lines, _), (target_lines, _) = load_parallel(source, target)
+    return source_lines, target_lines
 
 
-def _load_checked(path: Path, lines: list[str]) -> list[str]:
-    """``datasets``' rows of ``path``, which must equal the strict read ``lines``. Its Arrow cache is derived data: a
-    cache that loads other rows (or fails to load) is named in one line and rebuilt from the file; rows that still
-    differ are the file's doing (e.g. a line separator other than \\n that str.splitlines honours)."""
-    try:
-        rows = _load_text(path, "reuse_dataset_if_exists")
-        problem = None if rows == lines else f"holds {len(rows)} rows that differ from the file's {len(lines)} lines"
-    except Exception as error:  # pyarrow and datasets raise their own errors on a damaged cache file
-        problem = f"cannot be read ({error.__class__.__name__}: {error})"
-    if problem is None:
-        return rows
-    print(f"{path}: the datasets cache of this file {problem}; rebuilding it from the file", flush=True)
-    rows = _load_text(path, "force_redownload")
-    if rows != lines:
-        raise DataError(f"{path}: datasets reads {len(rows)} lines, a strict read {len(lines)}; fix the file")
-    return rows
+def load_parallel(source: Path, target: Path):
+    """((lines, their ``datasets`` text dataset) of ``source``, the same of ``target``): the strict line-by-line check
+    first (``DataError`` "<file>:<line>: ..." on empty lines, bad bytes, misalignment), then ``load_dataset("text")``,
+    whose Arrow cache must hold exactly those lines (a damaged one is named in one line and rebuilt from the file)."""
+    checked = read_parallel(source, target)
+    return tuple((lines, text_dataset(path, lines)) for path, lines in zip((source, target), checked))
 
 
-def _load_text(path: Path, mode: str) -> list[str]:
-    import datasets
-
-    cache = str(paths.cache_dir() / "hf-datasets")
-    return list(
-        datasets.load_dataset("text", data_files=str(path), split="train", cache_dir=cache, download_mode=mode)["text"]
-    )
+def bpe_batch(batch: dict, tokenizer, prefix: tuple[int, ...], limit: int | None) -> dict:
+    """``Dataset.map`` function: each line's BPE ids (the first ``limit``), after ``prefix`` and before </s>."""
+    encoded = tokenizer.encode_batch(batch["text"], add_special_tokens=False)
+    return {"ids": [[*prefix, *e.ids[:limit], EOS] for e in encoded]}
 
 
 class SentenceBatches:
@@ -238,6 +222,7 @@ class TranslationData(L.LightningDataModule):
         self.max_tokens = max_tokens
         self.text: dict[str, tuple[list[str], list[str]]] = {}  # split → (source lines, target lines)
         self.ids: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        self.datasets: dict = {}  # split → (source, target) ``datasets`` text datasets, their rows equal to ``text``
         self.tokenizer, self.tokenizer_sha256 = None, None
 
     def remote(self, split: str, lang: str) -> RemoteFile:
@@ -270,21 +255,32 @@ class TranslationData(L.LightningDataModule):
         if self.ids:
             return
         for split in self.available_splits():
-            if split not in self.text:  # identity() may have read the training text already
-                self.text[split] = load_lines(*self._files(split, download=False))
+            if split not in self.datasets:  # identity() may have read the training text already
+                self._load(split)
         self._train_tokenizer()
-        for split, (source, target) in self.text.items():
+        for split, (source, target) in self.datasets.items():
             limit = self.max_train_tokens if split == "train" else None
-            self.ids[split] = (
-                [torch.tensor([*ids[:limit], EOS]) for ids in self.encode(source)],
-                [torch.tensor([BOS, *ids[:limit], EOS]) for ids in self.encode(target)],
-            )
+            source_lines, target_lines = self.text[split]
+            self.ids[split] = (self._encoded(source, source_lines, (), limit),
+                               self._encoded(target, target_lines, (BOS,), limit))  # fmt: skip
+
+    def _load(self, split: str) -> None:
+        """A split's lines (``text``) and their ``datasets`` text datasets (``datasets``)."""
+        (source, source_rows), (target, target_rows) = load_parallel(*self._files(split, download=False))
+        self.text[split], self.datasets[split] = (source, target), (source_rows, target_rows)
+
+    def _encoded(self, rows, lines: list[str], prefix: tuple[int, ...], limit: int | None) -> list[torch.Tensor]:
+        """``[*prefix, *ids[:limit], EOS]`` of every line, as int64 tensors: mapped by ``datasets`` with the BPE once
+        and reused from its (checked) Arrow cache while the text, the tokenizer and these settings stay the same."""
+        key = ["bpe", self.tokenizer_sha256, prefix, limit, EOS]
+        dataset = mapped(rows, bpe_batch, lines, key, tokenizer=self.tokenizer, prefix=prefix, limit=limit)
+        return id_tensors(dataset)
 
     def _train_tokenizer(self) -> None:
         """The shared BPE of the training text (from the cache when this text and these settings were seen)."""
         if self.tokenizer is None:
             if "train" not in self.text:
-                self.text["train"] = load_lines(*self._files("train", download=False))
+                self._load("train")
             train_source, train_target = self.text["train"]
             self.tokenizer, self.tokenizer_sha256 = cached_bpe(
                 f"{self.folder}-{self.source_lang}-{self.target_lang}", train_source + train_target, self.bpe
