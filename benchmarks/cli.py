@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=_positive, help="override the budget (a smoke run: never on the leaderboard)")
     p.add_argument("--fast-dev-run", action="store_true", help="one batch of each kind (a smoke run)")
     p.add_argument("--limit-train-batches", type=_positive, help="train on this many batches per epoch (a smoke run)")
+    p.add_argument("--example-data", action="store_true",
+                   help="the task's tiny generated example instead of its data: no download (a smoke run)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboards/ from the result files")
@@ -164,6 +166,7 @@ def bench_options(args: argparse.Namespace):
         max_epochs=getattr(args, "max_epochs", None),
         fast_dev_run=getattr(args, "fast_dev_run", False),
         limit_train_batches=getattr(args, "limit_train_batches", None),
+        example_data=getattr(args, "example_data", False),
         threads=getattr(args, "threads", None),
         resume=getattr(args, "resume", False),
         deterministic=args.deterministic,

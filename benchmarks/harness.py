@@ -116,11 +116,13 @@ class BenchOptions:
     threads: int | None = None  # torch CPU threads (torch.set_num_threads); None leaves torch's default
     download: bool = True
     progress: str = "auto"  # auto | rich | plain | none
+    example_data: bool = False  # the task's tiny generated example instead of its data (a smoke run; no data needed)
     callbacks: list = field(default_factory=list)  # extra callbacks (tests, tools)
 
     @property
     def smoke(self) -> bool:
-        return self.fast_dev_run or self.max_epochs is not None or self.limit_train_batches is not None
+        return (self.fast_dev_run or self.max_epochs is not None or self.limit_train_batches is not None
+                or self.example_data)  # fmt: skip
 
 
 def quiet_lightning() -> None:
@@ -420,13 +422,17 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     seed_dir = ctx.run_root / f"seed-{seed}"
     record = seed_dir / "seed_result.json"
     last_ckpt = seed_dir / "checkpoints" / "last.ckpt"
-    datamodule = task.make_datamodule(
-        paths.data_dir(opts.data_dir),
-        entry.config.data.batch_size,
-        seed=seed,
-        download=opts.download,
-        **entry.config.data.init_args,
-    )
+    if opts.example_data:  # the task's tiny generated copy of its data, read by the same code (a smoke run)
+        datamodule = task.example_datamodule(ctx.run_root / "example-data", entry.config.data.batch_size, seed=seed,
+                                             **entry.config.data.init_args)  # fmt: skip
+    else:
+        datamodule = task.make_datamodule(
+            paths.data_dir(opts.data_dir),
+            entry.config.data.batch_size,
+            seed=seed,
+            download=opts.download,
+            **entry.config.data.init_args,
+        )
     if opts.resume and record.exists():
         try:
             done = SeedResult.model_validate_json(record.read_text())
@@ -523,7 +529,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     if status == "ok":
         best = None if final else (checkpoint.best_model_path or None)  # None: the model's weights as they are
         try:
-            metrics = task.evaluate(trainer, model, datamodule, ckpt_path=best)
+            (seed_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)  # the task's files to publish go here
+            metrics = task.evaluate(trainer, model, datamodule, best, artifacts=seed_dir / ARTIFACTS)
         except (KeyboardInterrupt, SystemExit) as error:
             raise interrupted(error, trainer, seed, last_ckpt, wandb_logger) from error
         notes = {k: v for k, v in metrics.items() if isinstance(v, str)}  # e.g. sacrebleu's signature

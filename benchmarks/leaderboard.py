@@ -37,7 +37,7 @@ from benchmarks.results import (
     remove_stale_temporaries,
 )
 from benchmarks.stats import median_range, welch_p_better
-from benchmarks.tasks import all_tasks
+from benchmarks.tasks import all_tasks, get_task
 
 README_TASK = "mnist"  # the table copied into the project's README
 ENTRIES_PAGE = "entries.md"  # every entry's division, reference and deviations, generated from the registry
@@ -134,8 +134,8 @@ def _row(path: Path, result: Result) -> dict:
         "paper_metric": reported.get("metric")
         if shown and reported.get("metric") not in (None, result.metric)
         else None,
-        "samples": samples_link(path, result),
-        "budget": budget(result.config, path),
+        "samples": samples_link(path, result, tasks.get(result.task)),
+        "budget": budget(result.config, path, tasks.get(result.task)),
         "also": also_metrics(result, tasks.get(result.task)),
         "mean": agg.mean if agg else None,
         "std": agg.std if agg else None,
@@ -175,33 +175,25 @@ def also_metrics(result: Result, task) -> str:
     return "; ".join(parts)
 
 
-def budget(config: dict, path: Path | None = None) -> str:
-    """'12 epochs', or '8 epochs (2,000 steps)' where an epoch is a fixed number of steps (language models)."""
+def budget(config: dict, path: Path | None = None, task=None) -> str:
+    """The run's budget as its task states it ('12 epochs'; '8 epochs (2,000 steps)' for a language model)."""
     try:
-        epochs = config["trainer"]["max_epochs"]
-        steps = config["data"].get("init_args", {}).get("steps_per_epoch")
-    except (KeyError, TypeError, AttributeError):
-        epochs = steps = None
-    for value in (epochs, steps if steps is not None else 1):  # counts, never a string to repeat or a float
-        if type(value) is not int or value < 1:
-            raise ResultError(f"{path}: config: trainer.max_epochs and data.init_args.steps_per_epoch must be counts "
-                              f"(got {epochs!r}, {steps!r})")  # fmt: skip
-    return f"{epochs} epoch{'s' * (epochs != 1)}" + (f" ({epochs * steps:,} steps)" if steps else "")
+        task = task or get_task(config["task"])
+        return task.budget(config)
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ResultError(f"{path}: config: the budget cannot be read ({error})") from None
 
 
-SHOWN_ARTIFACTS = ("samples.png", "translations.md", "sample.txt")  # what a row links to, first found wins
-
-
-def samples_link(path: Path, result: Result) -> str | None:
-    """The first ok seed's samples (a grid, translations or generated text), relative to leaderboards/ (where the
-    README is), if the result has them."""
+def samples_link(path: Path, result: Result, task) -> str | None:
+    """The first ok seed's artifact that its task shows (a grid, translations or generated text), relative to
+    leaderboards/ (where the README is), if the result has it."""
+    name = task.shown_artifact if task is not None else None
     for seed in result.seeds:
-        for name in SHOWN_ARTIFACTS:
-            if seed.status == "ok" and name in seed.artifacts:
-                # results/<task>/<entry>/<stem>/seed-k/<name>, from the folder holding results/; the artifact itself is
-                # never resolved (a symlink there would point anywhere; validate refuses it)
-                result = path.resolve()
-                return str(artifact_path(result.relative_to(result.parents[3]), seed.seed, name))
+        if name and seed.status == "ok" and name in seed.artifacts:
+            # results/<task>/<entry>/<stem>/seed-k/<name>, from the folder holding results/; the artifact itself is
+            # never resolved (a symlink there would point anywhere; validate refuses it)
+            result = path.resolve()
+            return str(artifact_path(result.relative_to(result.parents[3]), seed.seed, name))
     return None
 
 

@@ -283,6 +283,17 @@ def check_init_args(cls: type, init_args: dict[str, Any], source: Path) -> dict[
     return namespace.model.as_dict()
 
 
+def check_interface(entry: Entry, task: Task) -> None:
+    """The model class provides every method its task calls (``task.interface``), or the config is refused, naming the
+    entry, the task and the first missing method with its declared signature, before anything trains."""
+    missing = task.interface.missing(entry.model_class())
+    if missing:
+        method = missing[0]
+        raise ConfigError(f"{entry.path}: entry '{entry.name}' runs on task {task.name}, whose models provide "
+                          f"{task.interface.name} ({', '.join(task.interface.methods)}); "
+                          f"{entry.config.model.class_path} lacks {task.interface.describe(method)}")  # fmt: skip
+
+
 HARNESS_DATA_ARGS = ("data_dir", "batch_size", "seed", "download")  # what the harness passes itself
 
 
@@ -330,6 +341,7 @@ def load_entry(path: Path) -> Entry:
         except ReferenceError as error:
             raise ConfigError(str(error)) from None
     for task_name in config.tasks:
+        check_interface(entry, get_task(task_name))
         entry.model_args(get_task(task_name))  # type-check the model arguments on every task it claims
         check_data_args(get_task(task_name), config.data.init_args, path)
     return entry

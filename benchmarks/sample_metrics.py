@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.tasks.interfaces import EMBEDDING
 from benchmarks.tasks.manifest import sha256_file
 
 FEATURE_NET_DIR = Path(__file__).resolve().parent / "featurenets"
@@ -31,22 +32,24 @@ class FeatureNetError(RuntimeError):
 
 
 class FeatureNet(nn.Module):
-    """A trained ``lenet5-modern`` cut below its output layer: 84 ReLU features for the Fréchet distance (``forward``)
-    and the 10 class logits for the Inception Score (``logits``). Inputs are images in [0, 1], (B, 1, 28, 28)."""
+    """A trained classifier with the ``Embedding`` interface (``lenet5-modern``): its ``embed`` features for the
+    Fréchet distance (``forward``) and its class logits for the Inception Score (``logits``). Inputs are images in
+    [0, 1], (B, 1, 28, 28)."""
 
     num_features = 84
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
+        missing = EMBEDDING.missing(type(classifier))
+        if missing:
+            raise FeatureNetError(f"{type(classifier).__name__} cannot score samples: it lacks {missing[0]}()")
         self.classifier = classifier.eval().requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        c = self.classifier
-        x = (images.float() - c.hparams.mean) / c.hparams.std
-        return c.classifier[:-1](c.features(x))  # (B, 84)
+        return self.classifier.embed(images.float())  # (B, 84)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.classifier[-1](self(images))  # (B, 10)
+        return self.classifier(images.float())  # (B, 10)
 
 
 class Logits(nn.Module):

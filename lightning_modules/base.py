@@ -1,10 +1,13 @@
-"""Only what every classifier milestone shares: validation and test accuracy/error through torchmetrics.
+"""What the milestones of one kind share: a classifier's validation and test accuracy/error through torchmetrics;
+an image generator's interface; a GAN's discriminator signal. Nothing here is needed by a milestone of another kind.
 
 A classifier's ``forward(x)`` returns one score per class (the predicted class is the arg-max); its ``training_step``
 returns the loss (also under manual optimisation) so the harness can stop a run whose loss is not finite.
 """
 
 from __future__ import annotations
+
+from abc import abstractmethod
 
 import lightning as L
 import torch
@@ -49,24 +52,29 @@ def one_hot(labels: torch.Tensor, num_classes: int, low: float = 0.0, high: floa
 
 
 class ImageGenerator(L.LightningModule):
-    """What every generative milestone shares: noise in, images out, in [0, 1] and shaped like the data.
+    """What every generative milestone of images shares: noise in, images out, in [0, 1] and shaped like the data
+    (the ``ImageSampler`` interface of the generative tasks).
 
-    Sample-based metrics (Parzen likelihood, Fréchet distance) belong to the task, not the model: the task draws
-    ``noise`` with its own generator, calls ``generate`` and scores the images. ``discriminate`` (the probability that
-    an image is real) is what the model logs on held-out real images, as ``val/d_real``.
+    Sample-based metrics (Fréchet distance, Parzen likelihood) belong to the task, not the model: the task draws
+    ``noise`` with its own generator, calls ``generate`` and scores the images.
     """
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def generate(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generate(z)
+
+
+class AdversarialGenerator(ImageGenerator):
+    """A GAN: a generator trained against a discriminator. ``discriminate`` (the probability that an image is real)
+    is logged on held-out real images as ``val/d_real``, a health signal of the adversarial game."""
+
+    @abstractmethod
+    def discriminate(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def validation_step(self, batch, batch_idx):
         images, _ = batch

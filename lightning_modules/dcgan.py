@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.base import ImageGenerator
+from lightning_modules.base import AdversarialGenerator
 
 
-class DCGAN(ImageGenerator):
+class DCGAN(AdversarialGenerator):
     def __init__(
         self,
         input_shape: tuple[int, ...] = (1, 28, 28),

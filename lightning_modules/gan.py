@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.base import ImageGenerator
+from lightning_modules.base import AdversarialGenerator
 
 
 class Maxout(nn.Module):
@@ -44,7 +44,7 @@ class Maxout(nn.Module):
         return z.view(*z.shape[:-1], self.units, self.pieces).amax(-1)  # (B, units)
 
 
-class GAN(ImageGenerator):
+class GAN(AdversarialGenerator):
     def __init__(
         self,
         input_shape: tuple[int, ...] = (1, 28, 28),

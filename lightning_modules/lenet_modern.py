@@ -41,10 +41,14 @@ class LeNet5Modern(Classifier):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.embed(x))  # (B, C) logits
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → the 84 penultimate ReLU features (the generative tasks score samples in them)."""
         if x.shape[-2:] != (28, 28):  # smaller digit sets are scaled to MNIST's size
             x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
         x = (x - self.hparams.mean) / self.hparams.std
-        return self.classifier(self.features(x))  # (B, C) logits
+        return self.classifier[:-1](self.features(x))  # (B, 84)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

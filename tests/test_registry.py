@@ -11,10 +11,9 @@ import torch
 from benchmarks.harness import run_benchmark
 from benchmarks.registry import ConfigError, all_entries, config_hash, get_entry, load_entry
 from benchmarks.tasks import UnknownNameError, all_tasks, get_task
-from lightning_modules.base import ImageGenerator
 
 ENTRIES = sorted(all_entries())
-ENTRY_TASKS = [(name, task) for name in ENTRIES for task in all_entries()[name].config.tasks]
+ENTRY_TASKS = [(name, task) for name in ENTRIES for task in all_entries()[name].config.tasks]  # every entry × task
 
 
 def test_registry_is_not_empty_and_names_match_files():
@@ -45,75 +44,108 @@ def inspect_doc(cls) -> str:
     return (sys.modules[cls.__module__].__doc__ or "") + (cls.__doc__ or "")
 
 
+@pytest.fixture(scope="module")
+def example_batches():
+    """The tasks' example batches, made once per (task, data arguments) for the whole module."""
+    made = {}
+
+    def get(task, init_args: dict):
+        key = (task.name, tuple(sorted(init_args.items())))
+        if key not in made:
+            made[key] = task.example_batch(6, **init_args)
+        return made[key]
+
+    return get
+
+
+class Once:
+    """A loader of one batch (a bare list would be taken for several loaders)."""
+
+    def __init__(self, batch) -> None:
+        self.batch = batch
+
+    def __iter__(self):
+        yield self.batch
+
+    def __len__(self) -> int:
+        return 1
+
+
+class StepRecord(L.Callback):
+    """What one training step did: its loss and whether every gradient it stepped with was finite."""
+
+    def __init__(self) -> None:
+        self.losses, self.finite_grads = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss) if loss is not None else math.nan)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        self.finite_grads.append(all(torch.isfinite(g).all() for g in grads))
+
+
 @pytest.mark.parametrize("name,task_name", ENTRY_TASKS)
-def test_forward_backward_tiny_batch(name, task_name):
-    """Scores of the right shape, finite; a training step gives a finite loss and finite gradients."""
+def test_the_model_meets_its_tasks_interface_and_takes_a_step_on_the_tasks_example(name, task_name, example_batches):
+    """The same for every kind: the task's declared interface (and the optional ones the model has) checked on the
+    task's own example batch, then one training step through Lightning, automatic or manual optimisation alike."""
     entry, task = get_entry(name), get_task(task_name)
     torch.manual_seed(0)
     model = entry.build_model(task)
-    if isinstance(model, ImageGenerator):
-        generator_steps(model, task)
-        return
-    if "vocab_size" in task.model_inputs:
-        token_steps(model, task)
-        return
-    shape = task.model_inputs.get("input_shape", (2,))
-    x = torch.rand(6, *shape)
-    y = torch.randint(0, task.model_inputs.get("num_classes", 2), (6,))
-    if task_name == "logic-gates":
-        x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1], [1, 1], [0, 0]], dtype=torch.float32)
-        y = torch.zeros(6, 4)
-    scores = model(x)
-    assert scores.shape[0] == 6 and torch.isfinite(scores.float()).all()
-    loss = model.training_step((x, y), 0)
-    assert math.isfinite(float(loss))
-    if model.automatic_optimization:
-        loss.backward()
-        grads = [p.grad for p in model.parameters() if p.requires_grad]
-        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
-
-
-def token_steps(model, task) -> None:
-    """A text entry: batches are two (B, T) id tensors, (source, target) or (input, next ids); scores per position."""
-    ids = torch.randint(3, task.model_inputs["vocab_size"], (6, 2, 10))
-    batch = (ids[:, 0], ids[:, 1])
-    scores = model(*batch) if "pad_id" in task.model_inputs else model(batch[0])
-    assert scores.shape[:2] in ((6, 10), (6, 9)) and scores.shape[-1] == task.model_inputs["vocab_size"]
-    assert torch.isfinite(scores).all()
-    loss = model.training_step(batch, 0)
-    loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert math.isfinite(float(loss)) and grads and all(g is not None and torch.isfinite(g).all() for g in grads)
-
-
-def generator_steps(model, task) -> None:
-    """A generative entry: images of the data's shape in [0, 1]; two manual-optimisation steps move both networks."""
-    shape = task.model_inputs["input_shape"]
-    images = model.generate(model.noise(6))
-    assert images.shape == (6, *shape) and torch.isfinite(images).all() and 0 <= images.min() <= images.max() <= 1
-    assert model.discriminate(images).shape == (6,)
+    batch = example_batches(task, entry.config.data.init_args)
+    task.interface.check(model, task.model_inputs, batch)
+    for interface in task.optional_interfaces:
+        if interface.implemented_by(model):
+            interface.check(model, task.model_inputs, batch)
     before = [p.detach().clone() for p in model.parameters()]
-    data = torch.utils.data.TensorDataset(torch.rand(12, *shape), torch.zeros(12, dtype=torch.long))
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=6))
-    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    record = StepRecord()
+    trainer = L.Trainer(max_epochs=1, num_sanity_val_steps=0, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[record])  # fmt: skip
+    trainer.fit(model, train_dataloaders=Once(batch), val_dataloaders=Once(batch))
+    assert record.losses and all(math.isfinite(loss) for loss in record.losses), "a finite training loss"
+    assert all(record.finite_grads), "finite gradients at every optimiser step"
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    moved = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
-    assert sum(moved) >= len(moved) // 2, "both the generator and the discriminator take steps"
+    learns = any(p.requires_grad for p in model.parameters())  # McCulloch-Pitts: fixed by design
+    assert not learns or any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "the step moved it"
 
 
-@pytest.mark.parametrize("name", ENTRIES)
-def test_one_fast_cpu_fit_through_the_harness(name, quick):
-    """One epoch on a bundled task (no download): a result file that validates, with finite metrics."""
-    entry = get_entry(name)
-    bundled = [t for t in entry.config.tasks if get_task(t).bundled]
-    if not bundled:
-        pytest.skip(f"{name} runs on no bundled task")
-    result, path = run_benchmark(name, quick(task=bundled[0]))
-    assert result.status == "ok" and result.smoke and path.exists()
-    value = result.seeds[0].metrics[result.metric]
-    assert get_task(bundled[0]).metric.valid(value)
+@pytest.mark.parametrize("name,task_name", ENTRY_TASKS)
+def test_one_short_fit_through_the_harness_on_the_tasks_example(name, task_name, quick):
+    """Every entry on every task it lists, through the harness on the task's generated example (no data needed): a
+    smoke result with a valid metric, and the artifact the task shows."""
+    task = get_task(task_name)
+    result, path = run_benchmark(name, quick(task=task_name, example_data=True, limit_train_batches=2))
+    assert result.status == "ok" and result.smoke and path.exists(), [s.failure for s in result.seeds]
+    assert task.metric.valid(result.seeds[0].metrics[result.metric])
+    assert task.shown_artifact is None or task.shown_artifact in result.seeds[0].artifacts
+
+
+def test_a_model_that_lacks_a_method_its_task_calls_is_refused_when_the_config_loads(tmp_path):
+    """A character model must generate: an MLP classifier named for shakespeare-char fails at load, naming the entry,
+    the task and the method with its declared signature, before anything trains."""
+    text = get_entry("gpt-char").path.read_text().replace("entry: gpt-char", "entry: tiny")
+    text = text.replace("lightning_modules.gpt.GPT", "lightning_modules.lenet_modern.LeNet5Modern")
+    text = text.split("  init_args:\n    context: 64")[0] + "data:" + text.split("\ndata:")[1]
+    path = _write(tmp_path, "tiny", text)
+    with pytest.raises(ConfigError) as info:
+        load_entry(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: entry 'tiny' runs on task shakespeare-char, whose models provide Character")
+    assert "LeNet5Modern lacks generate(ids: Tensor, n: int" in message and "\n" not in message
+
+
+def test_an_interface_counts_only_a_milestones_own_methods():
+    """``forward`` exists on every torch module (it raises) and a shared base's placeholder is abstract: neither
+    counts as provided."""
+    from benchmarks.tasks.interfaces import CLASS_SCORES, IMAGE_SAMPLER
+    from lightning_modules.base import AdversarialGenerator, ImageGenerator
+    from lightning_modules.gan import GAN
+
+    assert CLASS_SCORES.missing(L.LightningModule) == ["forward"]
+    assert IMAGE_SAMPLER.missing(ImageGenerator) == ["noise", "generate"]
+    assert IMAGE_SAMPLER.missing(AdversarialGenerator) == ["noise", "generate"] and IMAGE_SAMPLER.missing(GAN) == []
 
 
 def test_config_hash_is_stable_and_sensitive():

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
+
+from benchmarks.tasks.interfaces import Interface
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class Metric:
 
     def valid(self, value: float) -> bool:
         return math.isfinite(value) and self.low <= value <= self.high
+
+
+def count(value, name: str) -> int:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{name} must be a count ≥ 1, got {value!r}")
+    return value
 
 
 SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
@@ -90,6 +99,12 @@ class Task:
     ``model_inputs`` are handed to a model's constructor when it has parameters of those names (``num_classes``,
     ``input_shape``), so one model class serves several tasks without per-task configs.
     The validation metric is logged by the model as ``val/<metric.name>``, the test metric as ``test/<metric.name>``.
+
+    ``interface`` is what every model on the task must provide (``interfaces.py``): the registry refuses an entry
+    whose model class lacks one of its methods. ``optional_interfaces`` are measured where a model provides them.
+    The data module's class also provides ``example(folder, batch_size, seed, **init_args)``: a tiny generated copy
+    of the task's data in its own layout, read by the same code, on which every entry is tested (and which
+    ``milestones bench <entry> --example-data`` runs without any data).
     """
 
     name: str
@@ -98,6 +113,7 @@ class Task:
     target: float  # time-to-target threshold on the validation metric
     min_seeds: int  # a row with fewer seeds is marked provisional
     make_datamodule: Callable[..., L.LightningDataModule]
+    interface: Interface
     model_inputs: dict = field(default_factory=dict)
     protocol: str = ""  # one line for the leaderboard: split, selection, budget
     bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
@@ -108,6 +124,8 @@ class Task:
     # the split the reported number is measured on: "test", or "validation" where the usual protocol has no
     # separate test text (shakespeare-char: nanoGPT's number is the validation loss); plots label their axis by it
     reported_split: str = "test"
+    optional_interfaces: tuple[Interface, ...] = ()
+    shown_artifact: str | None = None  # the file of a seed's artifacts a leaderboard row links to (samples, text)
 
     def declared_identity(self) -> DataIdentity:
         """The data a run on this task may record, declared by its data module's class (``declared_identity()``,
@@ -122,13 +140,35 @@ class Task:
     def test_key(self) -> str:
         return f"test/{self.metric.name}"
 
+    def example_datamodule(self, folder: Path, batch_size: int, seed: int = 0, **init_args) -> L.LightningDataModule:
+        """The task's tiny generated example (written under ``folder``), served by the task's own data code."""
+        return self.make_datamodule.example(Path(folder), batch_size, seed=seed, **init_args)
+
+    def example_batch(self, n: int = 6, **init_args):
+        """One training batch of ``n`` from the example, on the CPU: what a model's forward and backward are tried on.
+        ``init_args`` are the entry's data arguments (a language model's context)."""
+        with tempfile.TemporaryDirectory(prefix="milestones-example-") as folder:
+            datamodule = self.example_datamodule(Path(folder), n, **init_args)
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+            return next(iter(datamodule.train_dataloader()))
+
+    def budget(self, config: dict) -> str:
+        """How the leaderboard states a run's budget, from its recorded config ('12 epochs'). A result file is data:
+        a value that is not a count is a ValueError, never a string to repeat."""
+        epochs = count(config["trainer"]["max_epochs"], "trainer.max_epochs")
+        return f"{epochs} epoch{'s' * (epochs != 1)}"
+
     def callbacks(self) -> list[L.Callback]:
         """Callbacks the task adds to every run (e.g. sample-based validation metrics); none by default."""
         return []
 
-    def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path: str | Path | None):
+    def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path: str | Path | None,
+                 artifacts: Path):  # fmt: skip
         """Evaluate once on the test split; returns every ``test/*`` metric the model logged, as plain floats.
 
+        ``artifacts`` is the folder the harness hands the task for the files it publishes with the result (a sample
+        grid, generated text): the task writes there and names the one a leaderboard row shows (``shown_artifact``).
         A task may add strings that a number needs to be read (e.g. ``bleu_signature``): they go to the result's
         ``notes``, not its metrics."""
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)

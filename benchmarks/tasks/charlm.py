@@ -12,6 +12,7 @@ Bits per character (loss / ln 2) is shown beside it, and a 500-character sample 
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.results import ARTIFACTS
-from benchmarks.tasks.base import DataIdentity, Metric, Task
-from benchmarks.tasks.files import DataError, RemoteFile, fetch
+from benchmarks.tasks.base import DataIdentity, Metric, Task, count
+from benchmarks.tasks.files import DataError, RemoteFile, fetch, md5sum
+from benchmarks.tasks.interfaces import CHARACTER_MODEL
 from benchmarks.tasks.textfiles import mapped, read_text, text_dataset
 
 SHAKESPEARE = RemoteFile(
@@ -121,6 +122,21 @@ class CharData(L.LightningDataModule):
         return "".join(self.chars[i] for i in ids)
 
     @classmethod
+    def example(cls, folder: Path, batch_size: int, seed: int = 0, **init_args) -> CharData:
+        """The task's tiny example in its own layout: 4,000 random characters over the task's 65 (each at least once)
+        written to ``folder/tinyshakespeare/input.txt``, read by the same code with that file's checksum."""
+        path = Path(folder) / cls.remote.relpath
+        if not path.exists():
+            alphabet = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tiny-shakespeare's 65
+            generator = torch.Generator().manual_seed(0)
+            picks = torch.randint(len(alphabet), (4000,), generator=generator).tolist()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(alphabet + "".join(alphabet[i] for i in picks), encoding="utf-8")
+        remote = RemoteFile(cls.remote.relpath, md5sum(path), ())  # no URL: the example is never downloaded
+        example = type(f"Example{cls.__name__}", (cls,), {"remote": remote})
+        return example(Path(folder), batch_size, seed, download=False, **init_args)
+
+    @classmethod
     def declared_identity(cls) -> DataIdentity:
         return DataIdentity(required={cls.remote.relpath: f"md5:{cls.remote.md5}"})
 
@@ -148,18 +164,24 @@ class CharData(L.LightningDataModule):
 
 @dataclass(frozen=True)
 class CharLMTask(Task):
-    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path) -> dict[str, float]:
-        metrics = super().evaluate(trainer, model, datamodule, ckpt_path)  # loads the best weights
+    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path, artifacts: Path) -> dict[str, float]:
+        metrics = super().evaluate(trainer, model, datamodule, ckpt_path, artifacts)  # loads the best weights
         generator = torch.Generator(device=model.device).manual_seed(datamodule.seed)
         start = torch.tensor([datamodule.encode("\n")], device=model.device)
         was_training = model.training
         model.eval()
         ids = model.generate(start, SAMPLE_CHARS, SAMPLE_TEMPERATURE, SAMPLE_TOP_K, generator=generator)
         model.train(was_training)
-        path = Path(trainer.default_root_dir) / ARTIFACTS / "sample.txt"
+        path = artifacts / "sample.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(datamodule.decode(ids[0, 1:].tolist()), encoding="utf-8")
         return metrics | {"bpc": metrics["loss"] / math.log(2)}
+
+    def budget(self, config: dict) -> str:
+        """An epoch is a fixed number of steps here: '8 epochs (2,000 steps)'."""
+        default = inspect.signature(self.make_datamodule).parameters["steps_per_epoch"].default
+        steps = count(config["data"].get("init_args", {}).get("steps_per_epoch", default), "steps_per_epoch")
+        return f"{super().budget(config)} ({config['trainer']['max_epochs'] * steps:,} steps)"
 
 
 TASKS = [
@@ -170,6 +192,8 @@ TASKS = [
         target=2.0,  # val loss, for time-to-target
         min_seeds=3,
         make_datamodule=CharData,
+        interface=CHARACTER_MODEL,
+        shown_artifact="sample.txt",
         model_inputs={"vocab_size": CharData.vocab_size},
         protocol=(
             "first 90 % of the characters train, last 10 % validate (nanoGPT's split); best-val checkpoint; the "

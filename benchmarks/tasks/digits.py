@@ -15,6 +15,7 @@ from sklearn.datasets import load_digits
 
 from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.inmemory import InMemoryImageData
+from benchmarks.tasks.interfaces import CLASS_SCORES
 
 N_TEST = 397
 # sha256 of scikit-learn's package file sklearn/datasets/data/digits.csv.gz (unchanged for years; 1.9.1 here). The data
@@ -24,6 +25,7 @@ DIGITS_KEY = "sklearn/datasets/data/digits.csv.gz"
 
 
 class DigitsData(InMemoryImageData):
+    image_shape = (1, 8, 8)
     scale = 16.0  # pixel values are counts 0..16
     val_size = 200
 
@@ -52,6 +54,7 @@ TASKS = [
         metric=Metric("error", "min", 0.0, 100.0, unit="%"),
         target=5.0,
         min_seeds=3,
+        interface=CLASS_SCORES,
         make_datamodule=DigitsData,
         model_inputs={"num_classes": 10, "input_shape": (1, 8, 8)},
         bundled=True,

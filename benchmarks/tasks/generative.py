@@ -7,7 +7,9 @@ fixed noise set and their Fréchet distance to the validation images (in a fixed
 Fréchet distance to the test images (the reported number), the classifier-based Inception Score, and the Parzen-window
 log-likelihood of the test images (σ chosen on the validation images over the authors' grid, 0.1 … 1). The same
 measures on real images (training vs test) are recorded beside them as the floor / ceiling that gives them a scale.
-A 10×10 grid from a fixed noise batch (the same for every epoch, seed and entry) is saved with the result.
+A 10×10 grid from a fixed noise batch (the same for every epoch, seed and entry) is saved with the result. A model
+that provides the optional ``LowerBound`` interface (a VAE) also has its own lower bound on log p(x) averaged over the
+test images (``lower_bound``, nats per image, the measure of Kingma & Welling 2013, Fig. 2).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.results import ARTIFACTS
 from benchmarks.sample_metrics import (
     FeatureNet,
     frechet_distance,
@@ -29,6 +30,7 @@ from benchmarks.sample_metrics import (
     parzen_evaluate,
 )
 from benchmarks.tasks.base import DataIdentity, Metric, Task
+from benchmarks.tasks.interfaces import IMAGE_SAMPLER, LOWER_BOUND
 from benchmarks.tasks.mnist import FashionMNISTData, MNISTData
 
 GRID_NOISE_SEED = 2014  # one noise batch for every grid: comparable across epochs, seeds and entries
@@ -126,6 +128,19 @@ class SampleQuality(L.Callback):
                                  caption=[f"epoch {epoch}"])  # fmt: skip
 
 
+@torch.no_grad()
+def lower_bound(model, images: torch.Tensor, seed: int, batch: int = 1000) -> dict[str, float]:
+    """The mean over ``images`` of the model's lower bound on log p(x), in nats, and its standard error; the model's
+    noise comes from a generator seeded by the run's seed."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    bounds = torch.cat([model.lower_bound(chunk.to(model.device), generator) for chunk in images.split(batch)])
+    model.train(was_training)
+    bounds = bounds.double()
+    return {"lower_bound": float(bounds.mean()), "lower_bound_se": float(bounds.std() / math.sqrt(len(bounds)))}
+
+
 _REFERENCES: dict[tuple, dict] = {}  # real-data references, computed once per process per (task, data, classifier)
 
 
@@ -137,19 +152,21 @@ class GenerativeTask(Task):
     def callbacks(self) -> list[L.Callback]:
         return [SampleQuality(self.n_samples)]
 
-    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path: str | Path | None) -> dict[str, float]:
+    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path: str | Path | None, artifacts: Path):
         if ckpt_path:
             state = torch.load(ckpt_path, map_location=model.device, weights_only=True)["state_dict"]
             model.load_state_dict(state)
         net = feature_net_for(datamodule).to(model.device)
         samples = draw(model, self.n_samples, datamodule.seed)
-        save_grid(draw(model, 100, GRID_NOISE_SEED), Path(trainer.default_root_dir) / ARTIFACTS / "samples.png")
+        save_grid(draw(model, 100, GRID_NOISE_SEED), artifacts / "samples.png")
         test, val = datamodule.images("test"), datamodule.images("val")
         metrics = dict(self.references(datamodule, net, val, test))
         if not torch.isfinite(samples).all():
             return metrics | {"fd": math.nan}
         is_mean, is_std = inception_score(net, samples)
         parzen = parzen_evaluate(samples, val, test, list(self.parzen_sigmas))
+        if LOWER_BOUND.implemented_by(model):  # a likelihood model: its own bound on log p(test images)
+            metrics |= lower_bound(model, test, datamodule.seed)
         return metrics | {
             "fd": frechet_distance(net, test, samples),
             "is": is_mean,
@@ -179,7 +196,8 @@ PROTOCOL = (
     "distance (fd) to the test images in the features of a committed LeNet-5 classifier (sha256 in each result). "
     "Also measured: the classifier-based Inception Score (is) and the Parzen-window log-likelihood of the test images "
     "in nats (parzen_ll, σ chosen on the validation images), the 2014 papers' measure, known to be a poor judge of "
-    "sample quality (Theis et al. 2016): noise-free blurry samples can beat sharp ones"
+    "sample quality (Theis et al. 2016): noise-free blurry samples can beat sharp ones. A model that bounds its own "
+    "likelihood (a VAE) has the test-set mean of that bound recorded too (lower_bound, nats)"
 )
 REFERENCES = ("fd_real", "is_real", "parzen_ll_real")
 
@@ -192,9 +210,12 @@ def generative_task(name: str, description: str, datamodule) -> GenerativeTask:
         target=10.0,  # val/fd, for time-to-target: ~3.6× MNIST's real-vs-real floor
         min_seeds=3,
         make_datamodule=datamodule,
+        interface=IMAGE_SAMPLER,
+        optional_interfaces=(LOWER_BOUND,),
+        shown_artifact="samples.png",
         model_inputs={"input_shape": (1, 28, 28)},
         protocol=PROTOCOL,
-        extra_metrics=("parzen_ll", "is"),
+        extra_metrics=("parzen_ll", "is", "lower_bound"),
         reference_metrics=REFERENCES,
     )
 

@@ -27,6 +27,7 @@ from benchmarks.tasks.base import Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 from benchmarks.tasks.imagenette import EVALUATION, PROTOCOL, TEN_CROP_METRICS, TOP1_ERROR, TenCropTask
 from benchmarks.tasks.imageset import ImageSetData, derived_manifest
+from benchmarks.tasks.interfaces import CLASS_SCORES
 from benchmarks.tasks.manifest import scan_folder, sha256_file
 
 CLASS_LISTS = Path(__file__).parent / "classlists"
@@ -157,6 +158,7 @@ def subset_task(name: str, description: str, datamodule, classes: int, protocol:
         target=50.0,
         min_seeds=3,
         make_datamodule=datamodule,
+        interface=CLASS_SCORES,
         model_inputs={"num_classes": classes, "input_shape": (3, size, size)},
         protocol=protocol,
         extra_metrics=TEN_CROP_METRICS,

@@ -29,6 +29,7 @@ from torchvision.datasets import Imagenette
 from benchmarks.tasks.base import Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch
 from benchmarks.tasks.imageset import ImageSetData, derived_manifest
+from benchmarks.tasks.interfaces import CLASS_SCORES
 from benchmarks.tasks.manifest import scan_folder
 
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -146,7 +147,7 @@ class TenCropTask(Task):
     the model's forward (``trainer.predict``: the best checkpoint, the run's device and precision, eval mode), and
     the softmax averaged over the ten ranks; the centre crop (view 4) alone is recorded beside it."""
 
-    def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path) -> dict[str, float]:
+    def evaluate(self, trainer: L.Trainer, model: L.LightningModule, datamodule, ckpt_path, artifacts: Path):
         views = datamodule.ten_crop_dataloader()
         logits = trainer.predict(model, dataloaders=views, ckpt_path=ckpt_path)  # [(10 · b, C)] per batch, on the CPU
         mean, centre = ten_crop_probabilities(torch.cat([chunk.float() for chunk in logits_by_image(logits)]))
@@ -193,6 +194,7 @@ def imagenette_task(name: str, description: str, datamodule, target: float = 40.
         target=target,  # validation (centre-crop) top-1 error, for time-to-target
         min_seeds=3,
         make_datamodule=datamodule,
+        interface=CLASS_SCORES,
         model_inputs={"num_classes": 10, "input_shape": (3, 224, 224)},
         protocol=PROTOCOL,
         extra_metrics=TEN_CROP_METRICS,

@@ -38,7 +38,7 @@ from benchmarks.tasks.imagecache import (
     open_split,
     pca_lighting_basis,
 )
-from benchmarks.tasks.manifest import ImageRecord, read_manifest, sha256_file, verify, write_manifest
+from benchmarks.tasks.manifest import ImageRecord, read_manifest, scan_folder, sha256_file, verify, write_manifest
 
 NORMALISATIONS = ("mean-image", "imagenet-channel")
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet per-channel mean and std, [0, 1] scale
@@ -120,6 +120,20 @@ class ImageSetData(L.LightningDataModule):
     def identity(self) -> dict[str, str]:
         """What a result records as the data it used, e.g. {"imagenette2-320.tgz": "md5:..."}."""
         raise NotImplementedError
+
+    @classmethod
+    def example(cls, folder: Path, batch_size: int, seed: int = 0, **init_args) -> ImageSetData:
+        """The task's tiny example in the set's own layout: 10 classes of random-noise JPEGs (2 training images each,
+        of which 6 validate; 1 test image each) written under ``folder``, with their manifest, then read by the same
+        code: verified, decoded into a cache beside them, cropped, normalised and batched."""
+        root = Path(folder) / "example-images"
+        manifest = Path(folder) / "example-manifest.csv.gz"
+        if not manifest.exists():
+            write_example_images(root, {cls.train_split: 2, cls.test_split: 1})
+            write_manifest(scan_folder(root, (cls.train_split, cls.test_split)), manifest)
+        example = type(f"Example{cls.__name__}", (ExampleImageSet, cls), {"val_size": 6, "example_root": root,
+                                                                         "example_manifest": manifest})  # fmt: skip
+        return example(None, batch_size, seed, download=False, cache_dir=Path(folder) / "cache", **init_args)
 
     # --- shared machinery ---------------------------------------------------------------------------------------
     def records(self) -> list[ImageRecord]:
@@ -220,3 +234,37 @@ class ImageSetData(L.LightningDataModule):
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         first = batch if isinstance(batch, torch.Tensor) else batch[0]
         return batch if first.device == device else super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+
+class ExampleImageSet:
+    """Mixed in before an image set's class: the example's folder and manifest instead of the set's own."""
+
+    example_root: Path
+    example_manifest: Path
+    cache_name = "example"
+
+    def root(self) -> Path:
+        return self.example_root
+
+    def fetch(self) -> None:
+        pass
+
+    def manifest_file(self) -> Path:
+        return self.example_manifest
+
+    def identity(self) -> dict[str, str]:
+        return {"example/manifest": "sha256:" + self.manifest_sha256()}
+
+
+def write_example_images(root: Path, per_class: dict[str, int], classes: int = 10, size: int = 48) -> None:
+    """``root/<split>/n0000000k/<i>.JPEG``: random-noise images (a fixed seed), ``per_class[split]`` per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in per_class.items():
+        for k in range(classes):
+            label = root / split / f"n{k:08d}"
+            label.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(label / f"{i}.JPEG", quality=90)

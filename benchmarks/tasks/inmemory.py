@@ -15,6 +15,8 @@ from benchmarks.tasks.loader import TensorBatches
 
 
 class InMemoryImageData(L.LightningDataModule):
+    image_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W) of one image, as stored
+    num_classes = 10
     scale = 255.0  # raw value that maps to 1.0
     val_size = 5_000  # images held out of the training set for model selection
     split_seed = 0  # fixed: every run, entry and machine validates on the same images
@@ -37,6 +39,13 @@ class InMemoryImageData(L.LightningDataModule):
     def identity(self) -> dict[str, str]:
         """Checksums that name exactly which data a result used, e.g. {"MNIST/raw/...gz": "md5:..."}."""
         raise NotImplementedError
+
+    @classmethod
+    def example(cls, folder: Path, batch_size: int, seed: int = 0, **init_args) -> InMemoryImageData:
+        """The task's tiny example: random images of this set's shape and scale and random labels (96 training, of
+        which 16 validate, and 32 test), through the same splitting, placement and batches. Nothing is written."""
+        example = type(f"Example{cls.__name__}", (ExampleImages, cls), {"val_size": 16})
+        return example(None, batch_size, seed, download=False, **init_args)
 
     # --- shared machinery ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -84,3 +93,23 @@ class InMemoryImageData(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch if batch[0].device == device else super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+
+class ExampleImages:
+    """Mixed in before an in-memory image set's class: generated splits instead of its files."""
+
+    def prepare_data(self) -> None:
+        pass
+
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(0)  # one example for every run: it tests code, not seeds
+        high = int(self.scale) + 1
+
+        def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            images = torch.randint(high, (n, *self.image_shape), generator=generator, dtype=torch.uint8)
+            return images, torch.randint(self.num_classes, (n,), generator=generator, dtype=torch.uint8)
+
+        return {"train": split(96), "test": split(32)}
+
+    def identity(self) -> dict[str, str]:
+        return {"example": "generated (random images and labels, seed 0)"}

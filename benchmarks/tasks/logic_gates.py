@@ -13,6 +13,7 @@ import lightning as L
 import torch
 
 from benchmarks.tasks.base import DataIdentity, Metric, Task
+from benchmarks.tasks.interfaces import CLASS_SCORES
 from benchmarks.tasks.loader import TensorBatches
 
 GATES = ("AND", "OR", "NOT", "XOR")
@@ -31,6 +32,11 @@ class LogicGatesData(L.LightningDataModule):
         self.batch_size, self.seed = batch_size, seed
         self.x = torch.tensor(INPUTS, dtype=torch.uint8)  # (4, 2)
         self.y = torch.tensor([TRUTH[g] for g in GATES], dtype=torch.uint8).T  # (4, 4): row = input, column = gate
+
+    @classmethod
+    def example(cls, folder, batch_size: int, seed: int = 0) -> LogicGatesData:
+        """The truth tables are small enough to be their own example."""
+        return cls(None, batch_size, seed)
 
     @classmethod
     def declared_identity(cls) -> DataIdentity:
@@ -54,6 +60,7 @@ TASKS = [
         metric=Metric("error", "min", 0.0, 100.0, unit="%"),
         target=0.0,
         min_seeds=1,
+        interface=CLASS_SCORES,
         make_datamodule=LogicGatesData,
         model_inputs={},
         bundled=True,

@@ -11,6 +11,7 @@ import torch
 from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import RemoteFile, fetch, fetch_all, read_idx_gz
 from benchmarks.tasks.inmemory import InMemoryImageData
+from benchmarks.tasks.interfaces import CLASS_SCORES
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/")
 FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
@@ -85,6 +86,7 @@ TASKS = [
         metric=TEST_ERROR,
         target=2.0,  # validation error, for time-to-target
         min_seeds=3,
+        interface=CLASS_SCORES,
         make_datamodule=MNISTData,
         model_inputs={"num_classes": 10, "input_shape": (1, 28, 28)},
         protocol=PROTOCOL,
@@ -95,6 +97,7 @@ TASKS = [
         metric=TEST_ERROR,
         target=10.0,
         min_seeds=3,
+        interface=CLASS_SCORES,
         make_datamodule=FashionMNISTData,
         model_inputs={"num_classes": 10, "input_shape": (1, 28, 28)},
         protocol=PROTOCOL,

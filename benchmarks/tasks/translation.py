@@ -19,6 +19,7 @@ fingerprint (text, tokenizer, settings) and reuse after checking its recorded sh
 
 from __future__ import annotations
 
+import gzip
 import sys
 import warnings
 from dataclasses import dataclass
@@ -27,14 +28,18 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.results import ARTIFACTS
 from benchmarks.tasks.base import DataIdentity, Metric, Task
-from benchmarks.tasks.files import DataError, RemoteFile, fetch, fetch_all
+from benchmarks.tasks.files import DataError, RemoteFile, fetch, fetch_all, md5sum
+from benchmarks.tasks.interfaces import TRANSLATOR
 from benchmarks.tasks.textfiles import id_tensors, mapped, read_parallel, text_dataset
 from benchmarks.tasks.tokenizer import SPECIALS, BPESettings, cached_bpe
 from benchmarks.text_metrics import bleu, chrf
 
 URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+EXAMPLE_WORDS = (  # the generated example's two vocabularies, word i of one translating word i of the other
+    "ein mann eine frau zwei hunde spielen im schnee auf der straße mit einem ball rot blau",
+    "a man a woman two dogs play in the snow on the street with a ball red blue",
+)
 MULTI30K_MD5 = {
     "train.de.gz": "81ff90b99829c0cd4b1b587d394afd39",
     "train.en.gz": "0065d13af80720a55ca8153d126e6627",
@@ -285,7 +290,7 @@ class TranslationData(L.LightningDataModule):
             self.tokenizer, self.tokenizer_sha256 = cached_bpe(
                 f"{self.folder}-{self.source_lang}-{self.target_lang}", train_source + train_target, self.bpe
             )
-            if self.tokenizer_sha256 != self.bpe_sha256:
+            if self.bpe_sha256 is not None and self.tokenizer_sha256 != self.bpe_sha256:  # None: the example's
                 message = (
                     f"{self.folder}: the BPE trained here has sha256 {self.tokenizer_sha256}, the task declares "
                     f"{self.bpe_sha256} (TranslationData.bpe_sha256): another `tokenizers` version or other settings "
@@ -300,6 +305,27 @@ class TranslationData(L.LightningDataModule):
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.tokenizer.decode_batch(ids, skip_special_tokens=True)
+
+    @classmethod
+    def example(cls, folder: Path, batch_size: int, seed: int = 0, **init_args) -> TranslationData:
+        """The task's tiny example in its own layout: word-for-word 'translations' (German word i ↔ English word i),
+        60 training, 8 validation and 8 test pairs, gzip'd under ``folder/multi30k/``, read by the same code (strict
+        lines, the shared BPE trained on them) with their checksums. Its tokenizer is not the task's declared one."""
+        words = [w.split() for w in EXAMPLE_WORDS]
+        generator = torch.Generator().manual_seed(0)
+        md5 = {}
+        for split, n in (("train", 60), ("val", 8), ("test_2016_flickr", 8)):
+            rows = [torch.randint(len(words[0]), (int(k),), generator=generator).tolist()
+                    for k in torch.randint(2, 8, (n,), generator=generator)]  # fmt: skip
+            for lang, vocabulary in zip((cls.source_lang, cls.target_lang), words):
+                path = Path(folder) / cls.folder / f"{split}.{lang}.gz"
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    lines = "".join(" ".join(vocabulary[i] for i in row) + "\n" for row in rows)
+                    path.write_bytes(gzip.compress(lines.encode(), mtime=0))
+                md5[path.name] = md5sum(path)
+        example = type(f"Example{cls.__name__}", (cls,), {"md5": md5, "optional": (), "bpe_sha256": None})
+        return example(Path(folder), batch_size, seed, download=False, **init_args)
 
     @classmethod
     def tokenizer_key(cls) -> str:
@@ -385,8 +411,8 @@ class TranslationTask(Task):
     def callbacks(self) -> list[L.Callback]:
         return [TranslationQuality()]
 
-    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path) -> dict[str, float | str]:
-        metrics = super().evaluate(trainer, model, datamodule, ckpt_path)  # loads the best weights; loss, ppl
+    def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path, artifacts: Path) -> dict[str, float | str]:
+        metrics = super().evaluate(trainer, model, datamodule, ckpt_path, artifacts)  # the best weights; loss, ppl
         shown = []
         for split in datamodule.available_splits()[2:]:  # the test sets
             references = datamodule.text[split][1]
@@ -398,7 +424,7 @@ class TranslationTask(Task):
             if split == "test_2016_flickr":
                 sources = datamodule.text[split][0]
                 shown = [(sources[i], references[i], greedy[i], beam[i]) for i in range(self.samples_shown)]
-        write_translations(shown, Path(trainer.default_root_dir) / ARTIFACTS / "translations.md")
+        write_translations(shown, artifacts / "translations.md")
         return metrics
 
 
@@ -426,6 +452,8 @@ TASKS = [
         target=30.0,  # val greedy BLEU, for time-to-target
         min_seeds=3,
         make_datamodule=TranslationData,
+        interface=TRANSLATOR,
+        shown_artifact="translations.md",
         model_inputs={"vocab_size": TranslationData.bpe.vocab_size, "pad_id": PAD, "bos_id": BOS, "eos_id": EOS},
         protocol=PROTOCOL,
         extra_metrics=("bleu_greedy", "chrf", "loss"),
