@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from benchmarks import paths
+from benchmarks.checksums import sha256_file
 from benchmarks.harness import BenchOptions, run_benchmark
 from benchmarks.results import write_atomic
 from benchmarks.sample_metrics import FEATURE_NET_DIR
-from benchmarks.tasks.manifest import sha256_file
 
 ENTRY = "lenet5-modern"
 TASKS = ("mnist", "fashion-mnist")

@@ -30,7 +30,7 @@ from benchmarks.sample_metrics import (
     parzen_evaluate,
 )
 from benchmarks.tasks.base import DataIdentity, Metric, Task
-from benchmarks.tasks.interfaces import IMAGE_SAMPLER, LOWER_BOUND
+from benchmarks.tasks.interfaces import EMBEDDING, IMAGE_SAMPLER, LOWER_BOUND
 from benchmarks.tasks.mnist import FashionMNISTData, MNISTData
 
 GRID_NOISE_SEED = 2014  # one noise batch for every grid: comparable across epochs, seeds and entries
@@ -72,7 +72,12 @@ class FashionMNISTGenerativeData(GenerativeData, FashionMNISTData):
 
 
 def feature_net_for(datamodule) -> FeatureNet:
-    return load_feature_net(*datamodule.feature_net)
+    """The committed classifier whose ``embed`` features score the samples (the ``Embedding`` interface)."""
+    net = load_feature_net(*datamodule.feature_net)
+    missing = EMBEDDING.missing(type(net.classifier))
+    if missing:
+        raise TypeError(f"{type(net.classifier).__name__} cannot score samples: it lacks {missing[0]}()")
+    return net
 
 
 @torch.no_grad()

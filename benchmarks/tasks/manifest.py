@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.checksums import sha256_file
 from benchmarks.tasks.files import DataError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
@@ -26,14 +26,6 @@ class ImageRecord:
     path: str  # relative to the data set's root, with "/" separators
     label: str  # the class name (an ImageNet WNID for ImageNet subsets)
     sha256: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def scan_folder(root: Path, splits: tuple[str, ...], classes: list[str] | None = None) -> list[ImageRecord]:
