@@ -53,7 +53,30 @@ def printable(text: str) -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line: ``milestones bench: error: … (see milestones bench --help)``."""
+    """argparse with its errors on one line: ``milestones bench: error: … (see milestones bench --help)``.
+
+    ``defer(add)`` adds arguments only when this (sub)command is parsed or its help shown: the options generated from
+    ``harness.BenchOptions`` need torch and Lightning imported, which ``milestones --help`` or ``list`` should not wait
+    for."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.deferred: list = []
+
+    def defer(self, add) -> None:
+        self.deferred.append(add)
+
+    def complete(self) -> None:
+        while self.deferred:
+            self.deferred.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
 
     def error(self, message: str):
         print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
@@ -74,14 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run an entry for its seeds and write a result file")
     entries = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))  # the registry's names, without loading it
     p.add_argument("entry", help=f"the entry to run, one of: {', '.join(entries)} (see milestones list)")
-    add_run_options(p)
-    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the entry's count, from 0)")
-    p.add_argument("--max-epochs", type=_positive, help="override the budget (a smoke run: never on the leaderboard)")
-    p.add_argument("--fast-dev-run", action="store_true", help="one batch of each kind (a smoke run)")
-    p.add_argument("--limit-train-batches", type=_positive, help="train on this many batches per epoch (a smoke run)")
-    p.add_argument("--example-data", action="store_true",
-                   help="the task's tiny generated example instead of its data: no download (a smoke run)")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.defer(add_options)  # every field of BenchOptions
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboards/ from the result files")
     p.add_argument("--results-dir", help="read results from here (default: leaderboards/results)")
@@ -91,16 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-run a result file and check that it holds (exit 1 on a mismatch)")
     p.add_argument("result", help="a result file, e.g. leaderboards/results/mnist/mlp/<name>.json")
-    p.add_argument("--seeds", type=_seeds, help="re-run only these of its seeds (a quicker check)")
     p.add_argument("--run-anyway", action="store_true",
                    help="re-run even if the config or model code no longer matches (the verdict says so)")  # fmt: skip
-    p.add_argument("--accelerator", choices=["cpu", "gpu"], help="default: the one the result was made on")
-    p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
-    p.add_argument("--output-dir", help="where the re-run's checkpoints and result go (default: runs/)")
-    p.add_argument("--wandb", default="off", choices=["auto", "online", "offline", "off"])
-    p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
-    p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
     p.add_argument("--skip-over-minutes", type=float, help="skip (exit 0) when the seeds took longer where recorded")
+    p.defer(verify_options)
 
     p = sub.add_parser("validate", help="check result files as CI does on a pull request (exit 1 on a problem)")
     p.add_argument("paths", nargs="*", help="result files or folders (default: every file in leaderboards/results)")
@@ -123,55 +133,92 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
 
     p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
-    add_run_options(p)
-    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: 0 only, to stay about a minute)")
+    seeds = {"help": "comma-separated seeds (default: 0 only, to stay about a minute)"}
+    p.defer(lambda p: add_options(p, bench_only=False, seeds=seeds))
     return parser
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", help="run on this task instead of the entry's default (see `milestones list`)")
-    p.add_argument("--precision", default="auto", help="auto (bf16-mixed/16-mixed on GPU, 32-true on CPU) or any "
-                   "Lightning precision string")  # fmt: skip
-    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--devices", default="1", help="number of devices (Lightning's `devices`)")
-    p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
-    p.add_argument("--output-dir", help="checkpoints, logs, W&B runs (default: $MILESTONES_OUTPUT or runs/)")
-    p.add_argument("--results-dir", help="where the result file goes (default: leaderboards/results)")
-    p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"],
-                   help="auto = online with credentials, offline otherwise")  # fmt: skip
-    p.add_argument("--wandb-project", default=os.environ.get("WANDB_PROJECT", "dl-milestones"))
-    p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
-                   help="allow non-deterministic (faster) kernels; recorded in the result")  # fmt: skip
-    p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
-    p.add_argument("--progress", default="auto", choices=["auto", "rich", "plain", "none"])
-    p.add_argument("--threads", type=_positive,
-                   help="torch CPU threads (default: torch's choice); recorded in the result")  # fmt: skip
+# the options `verify` shares with `bench` (its own are VerifyOptions'), and where its flags differ from bench's
+VERIFY_OPTIONS = ("seeds", "accelerator", "data_dir", "output_dir", "wandb", "download", "progress")
+VERIFY_OVERRIDES = {
+    "seeds": {"help": "re-run only these of its seeds (a quicker check)"},
+    "accelerator": {"choices": ["cpu", "gpu"], "help": "default: the one the result was made on"},
+    "output_dir": {"help": "where the re-run's checkpoints and result go (default: runs/)"},
+}
+
+
+def verify_options(p: argparse.ArgumentParser) -> None:
+    """`verify`'s flags shared with `bench`, with VerifyOptions' defaults (e.g. W&B off)."""
+    import dataclasses
+
+    from benchmarks.verify import VerifyOptions
+
+    defaults = {f.name: f.default for f in dataclasses.fields(VerifyOptions) if f.name in VERIFY_OPTIONS}
+    add_options(p, only=VERIFY_OPTIONS, **{name: VERIFY_OVERRIDES.get(name, {}) | {"default": default}
+                                           for name, default in defaults.items()})  # fmt: skip
+
+
+def cli_fields() -> list:
+    """The fields of ``BenchOptions`` that are flags (those declared with ``harness.option``), with their types."""
+    import dataclasses
+    import typing
+
+    from benchmarks.harness import BenchOptions
+
+    hints = typing.get_type_hints(BenchOptions)
+    return [(f, hints[f.name]) for f in dataclasses.fields(BenchOptions) if f.metadata.get("cli")]
+
+
+def flag_name(field) -> str:
+    return field.metadata["flag"] or f"--{field.name.replace('_', '-')}"
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text  # a count, or 'auto', '-1', '0,1': harness.resolve_devices checks
+
+
+def add_options(p: argparse.ArgumentParser, bench_only: bool = True, only: tuple[str, ...] | None = None,
+                **overrides: dict) -> None:  # fmt: skip
+    """One flag per field of ``BenchOptions`` (``bench_only`` ones too unless False; ``only`` these names), its
+    name, help and default from the field and its parsing from the field's type: a ``bool`` is a switch (``--x``
+    sets True, or ``--no-x`` / the field's own flag sets False where True is the default), a ``Literal`` gives the
+    choices, ``list[int]`` comma-separated seeds, ``int | str`` a count or a name, an ``int`` a count of at least 1.
+    ``overrides`` (field name → keywords of ``add_argument``) adjust a flag where another command reuses it."""
+    import dataclasses
+    import typing
+
+    for field, hint in cli_fields():
+        if (only is not None and field.name not in only) or (field.metadata["bench_only"] and not bench_only):
+            continue
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        kwargs: dict = {"dest": field.name, "help": field.metadata["help"] or None}
+        types = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+        if hint is bool:
+            switch_off = default is True
+            kwargs |= {"action": "store_false" if switch_off else "store_true", "default": default}
+            name = field.metadata["flag"] or (
+                f"--no-{field.name.replace('_', '-')}" if switch_off else flag_name(field)
+            )
+        else:
+            name = flag_name(field)
+            kwargs["default"] = default
+            if typing.get_origin(hint) is typing.Literal:
+                kwargs["choices"] = list(typing.get_args(hint))
+            elif typing.get_origin(types[0]) is list:
+                kwargs["type"] = _seeds
+            elif int in types and str in types:
+                kwargs["type"] = _devices
+            elif int in types:
+                kwargs["type"] = _positive
+        p.add_argument(name, **(kwargs | overrides.get(field.name, {})))
 
 
 def bench_options(args: argparse.Namespace):
+    """The ``BenchOptions`` a parsed ``bench`` or ``demo`` command line gives (a flag it lacks: the field's default)."""
     from benchmarks.harness import BenchOptions
 
-    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     return BenchOptions(
-        task=args.task,
-        seeds=getattr(args, "seeds", None),
-        precision=args.precision,
-        accelerator=args.accelerator,
-        devices=devices,
-        data_dir=args.data_dir,
-        output_dir=args.output_dir,
-        results_dir=args.results_dir,
-        wandb=args.wandb,
-        wandb_project=args.wandb_project,
-        max_epochs=getattr(args, "max_epochs", None),
-        fast_dev_run=getattr(args, "fast_dev_run", False),
-        limit_train_batches=getattr(args, "limit_train_batches", None),
-        example_data=getattr(args, "example_data", False),
-        threads=getattr(args, "threads", None),
-        resume=getattr(args, "resume", False),
-        deterministic=args.deterministic,
-        download=not args.offline,
-        progress=args.progress,
+        **{field.name: getattr(args, field.name) for field, _ in cli_fields() if hasattr(args, field.name)}
     )
 
 
@@ -261,7 +308,7 @@ def cmd_verify(args) -> None:
         data_dir=args.data_dir,
         output_dir=args.output_dir,
         wandb=args.wandb,
-        download=not args.offline,
+        download=args.download,
         progress=args.progress,
         skip_over_minutes=args.skip_over_minutes,
     )

@@ -28,6 +28,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -96,28 +97,54 @@ class BenchInterrupted(SystemExit):
         return f"interrupted by {where} (step {self.step:,}); {kept}"
 
 
+def option(default=None, help: str = "", *, flag: str | None = None, bench_only: bool = False, default_factory=None):
+    """A field of ``BenchOptions`` with its command-line help: ``milestones bench`` (and ``demo``, unless
+    ``bench_only``) get ``--<name>`` from it (``cli.add_options``); ``flag`` names a flag that differs from the field
+    (``--offline`` sets ``download=False``). A ``default_factory`` is read when the command line is built."""
+    metadata = {"help": help, "flag": flag, "bench_only": bench_only, "cli": True}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class BenchOptions:
-    task: str | None = None  # default: the entry's first task
-    seeds: list[int] | None = None  # default: range(entry.seeds)
-    precision: str = "auto"
-    accelerator: str = "auto"
-    devices: int | str = 1
-    data_dir: str | None = None
-    output_dir: str | None = None
-    results_dir: str | None = None  # default: leaderboards/results, or <output>/smoke-results for smoke runs
-    wandb: str = "auto"  # auto | online | offline | off
-    wandb_project: str = "dl-milestones"
-    max_epochs: int | None = None
-    fast_dev_run: bool = False
-    limit_train_batches: int | float | None = None
-    resume: bool = False
-    deterministic: bool = True
-    threads: int | None = None  # torch CPU threads (torch.set_num_threads); None leaves torch's default
-    download: bool = True
-    progress: str = "auto"  # auto | rich | plain | none
-    example_data: bool = False  # the task's tiny generated example instead of its data (a smoke run; no data needed)
-    callbacks: list = field(default_factory=list)  # extra callbacks (tests, tools)
+    """How one `milestones bench` runs: the single place an option and its default are declared. Each field with a
+    ``help`` is a flag of ``milestones bench`` (cli.add_options derives name, type, choices and default from it)."""
+
+    task: str | None = option(help="run on this task instead of the entry's default (see `milestones list`)")
+    seeds: list[int] | None = option(help="comma-separated seeds (default: the entry's count, from 0)")
+    precision: str = option(
+        "auto", "auto (bf16-mixed/16-mixed on GPU, 32-true on CPU) or any Lightning precision string"
+    )
+    accelerator: Literal["auto", "cpu", "gpu"] = option("auto", "auto: a GPU where there is one, else the CPU")
+    devices: int | str = option(1, "number of devices (Lightning's `devices`)")
+    data_dir: str | None = option(help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
+    output_dir: str | None = option(help="checkpoints, logs, W&B runs (default: $MILESTONES_OUTPUT or runs/)")
+    results_dir: str | None = option(  # smoke runs: <output>/smoke-results
+        help="where the result file goes (default: leaderboards/results)"
+    )
+    wandb: Literal["auto", "online", "offline", "off"] = option(
+        "auto", "auto = online with credentials, offline otherwise"
+    )
+    wandb_project: str = option(default_factory=lambda: os.environ.get("WANDB_PROJECT", "dl-milestones"),
+                                help="W&B project (default: $WANDB_PROJECT or dl-milestones)")  # fmt: skip
+    max_epochs: int | None = option(help="override the budget (a smoke run: never on the leaderboard)", bench_only=True)
+    fast_dev_run: bool = option(False, "one batch of each kind (a smoke run)", bench_only=True)
+    limit_train_batches: int | float | None = option(
+        help="train on this many batches per epoch (a smoke run)", bench_only=True
+    )
+    resume: bool = option(False, "continue an interrupted run from its last checkpoint", bench_only=True)
+    deterministic: bool = option(True, "allow non-deterministic (faster) kernels; recorded in the result",
+                                 flag="--no-deterministic")  # fmt: skip
+    threads: int | None = option(help="torch CPU threads (default: torch's choice); recorded in the result")
+    download: bool = option(True, "never download: use the data folder or fail", flag="--offline")
+    progress: Literal["auto", "rich", "plain", "none"] = option(
+        "auto", "auto: rich on a terminal, plain lines otherwise"
+    )
+    example_data: bool = option(False, "the task's tiny generated example instead of its data: no download (a smoke "
+                                "run)", bench_only=True)  # fmt: skip
+    callbacks: list = field(default_factory=list)  # extra callbacks (tests, tools): not on the command line
 
     @property
     def smoke(self) -> bool:
@@ -495,10 +522,9 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         accelerator=ctx.accelerator,
         devices=opts.devices,
         precision=ctx.precision,
-        max_epochs=ctx.resolved["trainer"]["max_epochs"],
-        gradient_clip_val=ctx.resolved["trainer"].get("gradient_clip_val"),
-        # absent (every epoch) → 1: Lightning reads None as "validate every val_check_interval steps"
-        check_val_every_n_epoch=ctx.resolved["trainer"].get("check_val_every_n_epoch") or 1,
+        # the recipe's own Trainer arguments (registry.TRAINER_ARGS, typed against Lightning's); null or absent is
+        # Lightning's default (check_val_every_n_epoch None would mean "every val_check_interval steps" to Lightning)
+        **{key: value for key, value in ctx.resolved["trainer"].items() if value is not None},
         deterministic=opts.deterministic,
         callbacks=callbacks,
         logger=loggers,

@@ -15,11 +15,12 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from benchmarks.paths import CONFIG_DIR
 from benchmarks.tasks import Task, UnknownNameError, get_task, unknown
@@ -107,10 +108,80 @@ class DataSpec(Strict):
     init_args: dict[str, Any] = {}  # further data-module arguments the recipe fixes (e.g. a language model's context)
 
 
-class TrainerSpec(Strict):
-    max_epochs: int = Field(ge=1)
-    gradient_clip_val: float | None = None
-    check_val_every_n_epoch: int | None = Field(default=None, ge=1)  # None: every epoch (Lightning's 1)
+# The Trainer arguments a recipe may fix: its budget, clipping, accumulation and validation cadence. Everything else
+# is the harness's (precision, accelerator, devices, deterministic, logger, callbacks, checkpointing, fast_dev_run and
+# limit_*_batches, max_steps: the budget is whole epochs, which resume, --max-epochs and the leaderboard count).
+TRAINER_ARGS = ("max_epochs", "gradient_clip_val", "gradient_clip_algorithm", "accumulate_grad_batches",
+                "check_val_every_n_epoch", "val_check_interval")  # fmt: skip
+# bounds a recipe must meet beyond Lightning's types (max_epochs -1 would train forever; validation every 0 epochs)
+TRAINER_BOUNDS = {
+    "max_epochs": Field(ge=1),
+    "check_val_every_n_epoch": Field(ge=1),
+    "accumulate_grad_batches": Field(ge=1),
+}
+# always in a resolved config's trainer mapping, null when unset: results recorded it so before the whitelist
+RECORDED_UNSET = ("gradient_clip_val",)
+
+
+def lightning_trainer_types() -> dict[str, Any]:
+    """``lightning.Trainer.__init__``'s annotation of each whitelisted argument; val_check_interval without the
+    wall-clock forms (a str, timedelta or dict validates by time, which no seed repeats)."""
+    import typing
+
+    hints = typing.get_type_hints(L.Trainer.__init__)
+    types = {name: hints[name] for name in TRAINER_ARGS}
+    types["val_check_interval"] = int | float | None
+    return types
+
+
+def _trainer_field(name: str, hint: Any) -> tuple[Any, Any]:
+    if name in TRAINER_BOUNDS:
+        hint = Annotated[hint, TRAINER_BOUNDS[name]]
+    return (hint, ...) if name == "max_epochs" else (hint, None)
+
+
+class _TrainerBase(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_recipe_arguments(cls, given: Any) -> Any:
+        if isinstance(given, dict):
+            for key in given:
+                if key not in TRAINER_ARGS:
+                    owner = "a Trainer argument the harness sets" if key in HARNESS_TRAINER_ARGS else "not allowed"
+                    raise PydanticCustomError("trainer_arg", f"{key} is {owner}; a recipe may set: "
+                                              f"{', '.join(TRAINER_ARGS)}")  # fmt: skip
+        return given
+
+    def recipe(self) -> dict[str, Any]:
+        """The arguments the config sets (null: Lightning's default), as they go to the Trainer."""
+        return {key: value for key, value in self.model_dump(exclude_unset=True).items() if value is not None}
+
+
+HARNESS_TRAINER_ARGS = set(inspect.signature(L.Trainer.__init__).parameters) - set(TRAINER_ARGS) - {"self"}
+
+# ``trainer:`` of a config: any whitelisted argument, typed by Lightning's own annotation (strictly: 1.0 stays a float)
+TrainerSpec = create_model(
+    "TrainerSpec",
+    __base__=_TrainerBase,
+    __doc__="The Trainer arguments a recipe fixes (TRAINER_ARGS), typed against lightning.Trainer's signature.",
+    **{name: _trainer_field(name, hint) for name, hint in lightning_trainer_types().items()},
+)
+
+
+def trainer_error(error: dict) -> str:
+    """'trainer.<key>: …' for a pydantic error inside ``trainer``: the key, the value and Lightning's annotation
+    (not one line per member of a Union)."""
+    loc = error["loc"]
+    if len(loc) >= 2 and loc[0] == "trainer" and loc[1] in TRAINER_ARGS:
+        expected = lightning_trainer_types()[loc[1]]
+        bound = TRAINER_BOUNDS.get(loc[1])
+        detail = error["msg"] if error["type"] in ("greater_than_equal", "missing") else f"expected {expected}"
+        return f"trainer.{loc[1]}: {error.get('input')!r}: {detail} (lightning.Trainer's {loc[1]})" + (
+            f"; at least {bound.metadata[0].ge}" if bound is not None and error["type"] != "greater_than_equal" else ""
+        )
+    return f"{'.'.join(str(p) for p in loc)}: {error['msg']}"
 
 
 class EntryConfig(Strict):
@@ -166,11 +237,27 @@ class Entry:
     def model_class(self) -> type[L.LightningModule]:
         return import_class(self.config.model.class_path, self.path)
 
+    def linked_args(self) -> dict[str, Any]:
+        """The data arguments the model receives too (LightningCLI's ``link_arguments``): each ``data.init_args`` key
+        that is also a parameter of the model's constructor (a language model's ``context``), written once, under
+        ``data``. A config that also sets it under ``model.init_args`` must give the same value."""
+        params = inspect.signature(self.model_class().__init__).parameters
+        linked = {k: v for k, v in self.config.data.init_args.items() if k in params}
+        model = self.config.model.init_args
+        for key, value in linked.items():
+            if key in model and model[key] != value:
+                raise ConfigError(f"{self.path}: model.init_args.{key} ({model[key]!r}) differs from "
+                                  f"data.init_args.{key} ({value!r}): the data's {key} is the model's too; write it "
+                                  "once, under data.init_args")  # fmt: skip
+        return linked
+
     def model_args(self, task: Task) -> dict[str, Any]:
-        """The full constructor arguments: the YAML's init_args, the task's inputs, and the class's defaults."""
+        """The full constructor arguments: the YAML's init_args, the data arguments linked to the model's
+        (``linked_args``), the task's inputs, and the class's defaults."""
         cls = self.model_class()
         params = inspect.signature(cls.__init__).parameters
-        given = {k: v for k, v in task.model_inputs.items() if k in params} | dict(self.config.model.init_args)
+        inputs = {k: v for k, v in task.model_inputs.items() if k in params}
+        given = inputs | self.linked_args() | dict(self.config.model.init_args)
         return check_init_args(cls, given, self.path)
 
     def build_model(self, task: Task) -> L.LightningModule:
@@ -184,8 +271,8 @@ class Entry:
                 del config["reported"][optional]  # said only where it applies
         if not config["data"]["init_args"]:
             del config["data"]["init_args"]  # likewise
-        if config["trainer"]["check_val_every_n_epoch"] is None:
-            del config["trainer"]["check_val_every_n_epoch"]  # likewise: results from before it existed lack it
+        # the trainer arguments the config sets, nothing filled in: results from before an argument existed lack it
+        config["trainer"] = {key: None for key in RECORDED_UNSET} | self.config.trainer.recipe()
         config["task"] = task.name
         config["model"]["init_args"] = json.loads(json.dumps(self.model_args(task), default=list))
         if max_epochs is not None:
@@ -204,9 +291,7 @@ def entry_from_resolved(resolved: dict[str, Any], source: Path, registry: Entry 
     try:
         config = EntryConfig.model_validate(fields)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{source}: config.{field}: {first['msg']}") from None
+        raise ConfigError(f"{source}: config.{trainer_error(error.errors()[0])}") from None
     return Entry(config, Path(source))
 
 
@@ -325,9 +410,11 @@ def load_entry(path: Path) -> Entry:
     try:
         config = EntryConfig.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {field}: {first['msg']} ({len(error.errors())} error(s) in all)") from None
+        first, count = (
+            trainer_error(error.errors()[0]),
+            len({e["loc"][:2] for e in error.errors()}),
+        )  # not per Union member
+        raise ConfigError(f"{path}: {first} ({count} error(s) in all)") from None
     except KeyError as error:  # an unknown task name from the validator
         raise ConfigError(f"{path}: tasks: {error}") from None
     if config.entry != path.stem:

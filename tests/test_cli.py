@@ -164,3 +164,85 @@ def test_the_github_workflow_installs_tests_and_validates_as_the_readme_says():
     assert "make setup" in steps and "make test" in steps and "milestones validate" in steps
     assert "make setup" in (REPO_ROOT / "README.md").read_text()
     assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def _flags(command: str) -> dict[str, object]:
+    """dest → argparse action of a subcommand's options (deferred ones added)."""
+    import argparse
+
+    from benchmarks.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    sub.complete()
+    return {a.dest: a for a in sub._actions if a.option_strings and a.dest != "help"}
+
+
+def test_every_option_of_bench_options_has_a_flag_and_every_flag_a_field():
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(BenchOptions)} - {"callbacks"}  # callbacks: tests and tools only
+    assert set(_flags("bench")) == fields
+    assert "callbacks" not in _flags("bench") and "callbacks" not in _flags("demo")
+    bench_only = {f.name for f in dataclasses.fields(BenchOptions) if f.metadata.get("bench_only")}
+    assert bench_only == {"max_epochs", "fast_dev_run", "limit_train_batches", "resume", "example_data"}
+    assert set(_flags("demo")) == fields - bench_only
+    names = {s for a in _flags("bench").values() for s in a.option_strings}
+    assert {"--offline", "--no-deterministic", "--seeds", "--devices", "--example-data", "--wandb-project"} <= names
+
+
+def test_the_flags_defaults_are_the_fields_defaults(monkeypatch):
+    from benchmarks.cli import bench_options, build_parser
+
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    assert bench_options(build_parser().parse_args(["bench", "mlp"])) == BenchOptions()
+    assert bench_options(build_parser().parse_args(["demo"])) == BenchOptions()
+    monkeypatch.setenv("WANDB_PROJECT", "mine")
+    assert (
+        bench_options(build_parser().parse_args(["bench", "mlp"])).wandb_project
+        == "mine"
+        == BenchOptions().wandb_project
+    )
+
+
+def test_flags_parse_into_typed_options():
+    from benchmarks.cli import bench_options, build_parser
+
+    args = ["bench", "mlp", "--offline", "--no-deterministic", "--seeds", "0,1,2", "--devices", "2", "--example-data",
+            "--wandb", "off", "--threads", "3", "--max-epochs", "1", "--limit-train-batches", "4"]  # fmt: skip
+    opts = bench_options(build_parser().parse_args([*args, "--task", "mnist"]))
+    assert (opts.download, opts.deterministic, opts.seeds, opts.devices) == (False, False, [0, 1, 2], 2)
+    assert (opts.example_data, opts.wandb, opts.threads, opts.max_epochs) == (True, "off", 3, 1)
+    assert (opts.limit_train_batches, opts.task) == (4, "mnist")
+    assert opts.smoke
+    assert bench_options(build_parser().parse_args(["bench", "mlp", "--devices", "0,1"])).devices == "0,1"
+    assert bench_options(build_parser().parse_args(["bench", "mlp", "--devices", "auto"])).devices == "auto"
+
+
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["bench", "mlp", "--seeds", "a,b"], "argument --seeds: takes comma-separated integers"),
+        (["bench", "mlp", "--wandb", "sometimes"], "argument --wandb: invalid choice: 'sometimes'"),
+        (["bench", "mlp", "--threads", "0"], "argument --threads: takes a whole number of at least 1"),
+        (["bench", "mlp", "--progress", "loud"], "argument --progress: invalid choice"),
+        (["demo", "--max-epochs", "2"], "unrecognized arguments: --max-epochs 2"),
+        (["verify", "x.json", "--accelerator", "auto"], "argument --accelerator: invalid choice: 'auto'"),
+    ],
+)
+def test_a_bad_flag_value_is_one_line_and_exit_status_2(capsys, argv, says):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and says in err and "(see milestones " in err and out == ""
+
+
+def test_verify_shares_benchs_flags_with_its_own_defaults():
+    import dataclasses
+
+    from benchmarks.verify import VerifyOptions
+
+    flags = _flags("verify")
+    shared = {"seeds", "accelerator", "data_dir", "output_dir", "wandb", "download", "progress"}
+    assert shared | {"run_anyway", "skip_over_minutes"} == set(flags)
+    assert {f.name for f in dataclasses.fields(VerifyOptions)} == set(flags)
+    for f in dataclasses.fields(VerifyOptions):
+        assert flags[f.name].default == f.default, f.name
+    assert flags["download"].option_strings == ["--offline"] and flags["accelerator"].choices == ["cpu", "gpu"]
