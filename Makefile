@@ -98,7 +98,7 @@ feature-nets: setup ## retrain the committed classifiers that score generated im
 	$(MILESTONES) feature-net mnist && $(MILESTONES) feature-net fashion-mnist
 
 gpu-check: setup ## on a GPU: every entry briefly in bf16-mixed and 16-mixed, then the full lenet5-modern run
-	$(BIN)/python -m benchmarks.gpu_check $(ARGS)
+	$(BIN)/python -m benchmarks.tools.gpu_check $(ARGS)
 
 clean: ## remove run outputs (checkpoints, logs, W&B offline runs); results and data are untouched
 	rm -rf runs lightning_logs

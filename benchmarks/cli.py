@@ -84,7 +84,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmarks.paths import CONFIG_DIR
+    from benchmarks.core.paths import CONFIG_DIR
 
     parser = Parser(prog="milestones", description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -151,7 +151,7 @@ def verify_options(p: argparse.ArgumentParser) -> None:
     """`verify`'s flags shared with `bench`, with VerifyOptions' defaults (e.g. W&B off)."""
     import dataclasses
 
-    from benchmarks.verify import VerifyOptions
+    from benchmarks.judging.verify import VerifyOptions
 
     defaults = {f.name: f.default for f in dataclasses.fields(VerifyOptions) if f.name in VERIFY_OPTIONS}
     add_options(p, only=VERIFY_OPTIONS, **{name: VERIFY_OVERRIDES.get(name, {}) | {"default": default}
@@ -163,7 +163,7 @@ def cli_fields() -> list:
     import dataclasses
     import typing
 
-    from benchmarks.harness import BenchOptions
+    from benchmarks.running.harness import BenchOptions
 
     hints = typing.get_type_hints(BenchOptions)
     return [(f, hints[f.name]) for f in dataclasses.fields(BenchOptions) if f.metadata.get("cli")]
@@ -215,7 +215,7 @@ def add_options(p: argparse.ArgumentParser, bench_only: bool = True, only: tuple
 
 def bench_options(args: argparse.Namespace):
     """The ``BenchOptions`` a parsed ``bench`` or ``demo`` command line gives (a flag it lacks: the field's default)."""
-    from benchmarks.harness import BenchOptions
+    from benchmarks.running.harness import BenchOptions
 
     return BenchOptions(
         **{field.name: getattr(args, field.name) for field, _ in cli_fields() if hasattr(args, field.name)}
@@ -226,7 +226,7 @@ def cmd_list(args) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from benchmarks.registry import all_entries
+    from benchmarks.running.registry import all_entries
 
     table = Table(title="DL Milestones entries")
     for column in ("entry", "year", "tasks", "division", "reference (kind, task)", "seeds"):
@@ -258,7 +258,7 @@ def results_destination(opts) -> str:
     """One line, before a run: where its result file will go (the committed leaderboard folder unless told)."""
     from pathlib import Path
 
-    from benchmarks import paths
+    from benchmarks.core import paths
 
     if opts.results_dir:
         return f"result file goes to {Path(opts.results_dir).resolve()}"
@@ -269,7 +269,7 @@ def results_destination(opts) -> str:
 
 
 def cmd_bench(args) -> None:
-    from benchmarks.harness import run_benchmark
+    from benchmarks.running.harness import run_benchmark
 
     opts = bench_options(args)
     print(results_destination(opts), flush=True)
@@ -284,7 +284,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_leaderboard(args) -> None:
-    from benchmarks.leaderboard import build, check, render_markdown
+    from benchmarks.judging.leaderboard import build, check, render_markdown
 
     if args.print:
         print(render_markdown(args.results_dir))
@@ -299,7 +299,7 @@ def cmd_leaderboard(args) -> None:
 
 
 def cmd_verify(args) -> None:
-    from benchmarks.verify import VerifyOptions, verify
+    from benchmarks.judging.verify import VerifyOptions, verify
 
     options = VerifyOptions(
         seeds=args.seeds,
@@ -316,7 +316,7 @@ def cmd_verify(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    from benchmarks.validate import validate
+    from benchmarks.judging.validate import validate
 
     problems, notes = validate(args.paths)
     for line in notes:
@@ -328,19 +328,19 @@ def cmd_validate(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from benchmarks.compare import compare
+    from benchmarks.judging.compare import compare
 
     print(compare(args.targets, task=args.task, use_wandb=args.wandb))
 
 
 def cmd_feature_net(args) -> None:
-    from benchmarks.featurenet import export_feature_net
+    from benchmarks.tools.featurenet import export_feature_net
 
     export_feature_net(args.task, data_dir=args.data_dir, output_dir=args.output_dir, threads=args.threads)
 
 
 def cmd_reference(args) -> None:
-    from benchmarks.references import compute_reference, read_reference
+    from benchmarks.running.references import compute_reference, read_reference
 
     path = compute_reference(args.name, args.task, data_dir=args.data_dir, download=not args.offline)
     record = read_reference(args.task, args.name)
@@ -348,7 +348,7 @@ def cmd_reference(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from benchmarks.demo import run_demo
+    from benchmarks.tools.demo import run_demo
 
     run_demo(bench_options(args))
 
@@ -387,13 +387,13 @@ def run_command(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from benchmarks.checkpoints import CheckpointError
-    from benchmarks.harness import BenchError, BenchInterrupted
-    from benchmarks.references import ReferenceError
-    from benchmarks.registry import ConfigError
-    from benchmarks.results import ResultError
-    from benchmarks.runfolder import RunFolderError
-    from benchmarks.sample_metrics import FeatureNetError
+    from benchmarks.core.results import ResultError
+    from benchmarks.running.checkpoints import CheckpointError
+    from benchmarks.running.harness import BenchError, BenchInterrupted
+    from benchmarks.running.references import ReferenceError
+    from benchmarks.running.registry import ConfigError
+    from benchmarks.running.runfolder import RunFolderError
+    from benchmarks.scoring.sample_metrics import FeatureNetError
     from benchmarks.tasks import UnknownNameError
     from benchmarks.tasks.files import DataError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import BenchOptions
+from benchmarks.running.harness import BenchOptions
 
 warnings.filterwarnings("ignore", ".*(does not have many workers|smaller than the logging interval).*")
 
@@ -54,7 +54,7 @@ def leaderboard_of():
 def _leaderboard_of(result, path: Path, folder: Path) -> str:
     import shutil
 
-    from benchmarks.leaderboard import render_markdown
+    from benchmarks.judging.leaderboard import render_markdown
 
     board = folder / result.task / result.entry / path.name
     board.parent.mkdir(parents=True)

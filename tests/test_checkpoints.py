@@ -1,12 +1,12 @@
-"""Checkpoints (benchmarks/checkpoints.py): written whole or not at all, and checked against their sha256 record."""
+"""Checkpoints (benchmarks/running/checkpoints.py): written whole or not at all, checked against their sha256 record."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmarks import checkpoints
-from benchmarks.checkpoints import AtomicCheckpointIO, CheckpointError, problem, record_path, save
+from benchmarks.running import checkpoints
+from benchmarks.running.checkpoints import AtomicCheckpointIO, CheckpointError, problem, record_path, save
 
 
 class Killed(Exception):

@@ -7,10 +7,10 @@ import subprocess
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.demo import demo_plan, run_demo
-from benchmarks.harness import BenchOptions
-from benchmarks.paths import REPO_ROOT
-from benchmarks.registry import all_entries
+from benchmarks.core.paths import REPO_ROOT
+from benchmarks.running.harness import BenchOptions
+from benchmarks.running.registry import all_entries
+from benchmarks.tools.demo import demo_plan, run_demo
 
 
 def run_cli(capsys, *argv):
@@ -127,7 +127,7 @@ def test_make_help_lists_targets_and_a_bench_rule_per_entry():
 
 def test_gpu_check_cpu_dry_run(tmp_path, capsys):
     """The prepared GPU script's CPU dry run: every selected entry briefly, a summary table, exit status 0."""
-    from benchmarks.gpu_check import main as gpu_check
+    from benchmarks.tools.gpu_check import main as gpu_check
 
     status = gpu_check(["--accelerator", "cpu", "--entries", "mcculloch-pitts,perceptron", "--no-full",
                         "--output-dir", str(tmp_path)])  # fmt: skip
@@ -237,7 +237,7 @@ def test_a_bad_flag_value_is_one_line_and_exit_status_2(capsys, argv, says):
 def test_verify_shares_benchs_flags_with_its_own_defaults():
     import dataclasses
 
-    from benchmarks.verify import VerifyOptions
+    from benchmarks.judging.verify import VerifyOptions
 
     flags = _flags("verify")
     shared = {"seeds", "accelerator", "data_dir", "output_dir", "wandb", "download", "progress"}

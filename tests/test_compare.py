@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import paths
-from benchmarks.compare import compare, resolve_targets, wandb_lines
-from benchmarks.harness import BenchError
+from benchmarks.core import paths
+from benchmarks.judging.compare import compare, resolve_targets, wandb_lines
+from benchmarks.running.harness import BenchError
 from benchmarks.tasks import UnknownNameError
 
 MNIST = paths.RESULTS_DIR / "mnist"

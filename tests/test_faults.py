@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.paths import REPO_ROOT
-from benchmarks.registry import config_hash
-from benchmarks.results import find_results, read_result
+from benchmarks.core.paths import REPO_ROOT
+from benchmarks.core.results import find_results, read_result
+from benchmarks.running.registry import config_hash
 
 pytestmark = pytest.mark.slow  # subprocesses that train: `make test-fast` skips this file
 BOUND = 180  # seconds: a case still running after this hangs
@@ -187,8 +187,8 @@ def reference(tmp_path_factory) -> dict[int, dict]:
     ids=["training", "checkpoint-write", "evaluation-seed-0", "evaluation-seed-1", "result-write"],
 )
 def test_a_kill_in_each_phase_then_resume_gives_the_uninterrupted_metrics(phase, reference, tmp_path):
-    """kill -9 at a named point (benchmarks/faults.py), then `--resume`: exactly the uninterrupted metrics, one result
-    file, nothing partial left behind."""
+    """kill -9 at a named point (benchmarks/core/faults.py), then `--resume`: exactly the uninterrupted metrics, one
+    result file, nothing partial left behind."""
     killed = milestones(*bench(tmp_path), tmp=tmp_path, status=-signal.SIGKILL, env={"MILESTONES_KILL_AT": phase})
     assert not find_results(tmp_path / "results"), killed.stdout
     milestones(*bench(tmp_path, "--resume"), tmp=tmp_path)
@@ -199,7 +199,7 @@ ARTIFACT_RUN = """
 import sys
 from pathlib import Path
 import lightning as L
-from benchmarks.harness import BenchOptions, run_benchmark
+from benchmarks.running.harness import BenchOptions, run_benchmark
 
 class TwoArtifacts(L.Callback):  # as a generative or text task saves samples beside its result
     def on_fit_end(self, trainer, pl_module):
@@ -236,7 +236,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from benchmarks.harness import BenchOptions, run_benchmark
+from benchmarks.running.harness import BenchOptions, run_benchmark
 from benchmarks.tasks import imagecache
 from benchmarks.tasks.imagenette import Imagenette224Data
 from benchmarks.tasks.manifest import scan_folder, write_manifest

@@ -25,11 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import leaderboard, paths
 from benchmarks.cli import main
-from benchmarks.compare import table as compare_table
-from benchmarks.registry import ConfigError, config_diff, config_hash, import_class
-from benchmarks.results import (
+from benchmarks.core import paths
+from benchmarks.core.results import (
     MAX_DEPTH,
     ResultError,
     SeedResult,
@@ -40,7 +38,10 @@ from benchmarks.results import (
     read_result,
     write_atomic,
 )
-from benchmarks.validate import expand, validate
+from benchmarks.judging import leaderboard
+from benchmarks.judging.compare import table as compare_table
+from benchmarks.judging.validate import expand, validate
+from benchmarks.running.registry import ConfigError, config_diff, config_hash, import_class
 
 COMMITTED = sorted((paths.RESULTS_DIR / "mnist" / "perceptron").glob("*.json"))[0]
 GATES = sorted((paths.RESULTS_DIR / "logic-gates" / "mcculloch-pitts").glob("*.json"))[0]
@@ -456,7 +457,7 @@ def test_a_result_write_killed_halfway_leaves_only_a_hidden_temporary_that_nothi
     file that find_results, validate's folder expansion and the leaderboard skip, and the next write removes it."""
     results = tmp_path / "results"
     script = (
-        "import sys; from pathlib import Path; from benchmarks.results import read_result, write_result; "
+        "import sys; from pathlib import Path; from benchmarks.core.results import read_result, write_result; "
         "write_result(read_result(Path(sys.argv[1])), Path(sys.argv[2]))"
     )
     env = os.environ | {"MILESTONES_KILL_AT": "result-write"}

@@ -12,10 +12,11 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from benchmarks.harness import run_benchmark
-from benchmarks.leaderboard import render_markdown
-from benchmarks.results import artifact_path
-from benchmarks.sample_metrics import (
+from benchmarks.core.results import artifact_path
+from benchmarks.judging.leaderboard import render_markdown
+from benchmarks.judging.validate import validate
+from benchmarks.running.harness import run_benchmark
+from benchmarks.scoring.sample_metrics import (
     FEATURE_NET_DIR,
     FeatureNetError,
     feature_net_provenance,
@@ -26,7 +27,6 @@ from benchmarks.sample_metrics import (
 )
 from benchmarks.tasks import generative
 from benchmarks.tasks.generative import FashionMNISTGenerativeData, MNISTGenerativeData
-from benchmarks.validate import validate
 
 
 def test_parzen_matches_a_direct_computation():
@@ -69,7 +69,7 @@ def digit_like(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
 
 
 def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift(net):
-    from benchmarks.sample_metrics import frechet_distance
+    from benchmarks.scoring.sample_metrics import frechet_distance
 
     a = digit_like(300, 0)
     assert abs(frechet_distance(net, a, a.clone())) < 1e-3

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from benchmarks.cli import resume_command
-from benchmarks.harness import BenchError, resolve_precision, run_benchmark
-from benchmarks.paths import REPO_ROOT
-from benchmarks.results import find_results, read_result
+from benchmarks.core.paths import REPO_ROOT
+from benchmarks.core.results import find_results, read_result
+from benchmarks.running.harness import BenchError, resolve_precision, run_benchmark
 
 
 def test_same_seed_twice_gives_identical_metrics(quick):
@@ -135,7 +135,7 @@ def test_wandb_offline_writes_a_run_and_records_its_id(quick, tmp_path):
 
 def test_wandb_off_never_imports_wandb(tmp_path):
     code = (
-        "import sys; from benchmarks.harness import BenchOptions, run_benchmark; "
+        "import sys; from benchmarks.running.harness import BenchOptions, run_benchmark; "
         f"run_benchmark('mcculloch-pitts', BenchOptions(wandb='off', progress='none', results_dir=r'{tmp_path}')); "
         "assert 'wandb' not in sys.modules, 'wandb was imported'"
     )

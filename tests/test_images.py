@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.harness import run_benchmark
+from benchmarks.running.harness import run_benchmark
 from benchmarks.tasks import get_task
 from benchmarks.tasks.files import DataError
 from benchmarks.tasks.imagecache import (

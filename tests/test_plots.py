@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import leaderboard
+from benchmarks.judging import leaderboard
 from benchmarks.tasks import all_tasks
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from benchmarks.callbacks import EpochProgressBar, PlainProgress, format_duration
-from benchmarks.harness import run_benchmark
+from benchmarks.running.callbacks import EpochProgressBar, PlainProgress, format_duration
+from benchmarks.running.harness import run_benchmark
 
 
 def test_plain_progress_counts_epochs_from_one_and_gives_the_seed_and_run_eta(quick, capsys):

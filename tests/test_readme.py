@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import build_parser
-from benchmarks.paths import REPO_ROOT, RESULTS_DIR
-from benchmarks.references import COMPUTATIONS
-from benchmarks.registry import get_entry
-from benchmarks.results import find_results
+from benchmarks.core.paths import REPO_ROOT, RESULTS_DIR
+from benchmarks.core.results import find_results
+from benchmarks.running.references import COMPUTATIONS
+from benchmarks.running.registry import get_entry
 from benchmarks.tasks import get_task
 
 PLACEHOLDERS = {"<result.json>": str(find_results(RESULTS_DIR)[0].relative_to(REPO_ROOT))}

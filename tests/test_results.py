@@ -10,9 +10,9 @@ import shutil
 import pytest
 from scipy import stats
 
-from benchmarks import leaderboard
-from benchmarks.harness import BenchOptions, run_benchmark
-from benchmarks.results import ResultError, aggregate, find_results, read_result, write_atomic, write_result
+from benchmarks.core.results import ResultError, aggregate, find_results, read_result, write_atomic, write_result
+from benchmarks.judging import leaderboard
+from benchmarks.running.harness import BenchOptions, run_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import leaderboard, references
-from benchmarks.registry import (
+from benchmarks.core.results import find_results, read_result
+from benchmarks.judging import leaderboard
+from benchmarks.judging.validate import validate_file
+from benchmarks.running import references
+from benchmarks.running.registry import (
     DEVIATION_KINDS,
     TASK_FIXED,
     ConfigError,
@@ -26,8 +29,6 @@ from benchmarks.registry import (
     load_entry,
     run_differences,
 )
-from benchmarks.results import find_results, read_result
-from benchmarks.validate import validate_file
 
 ENTRIES = sorted(all_entries())
 
@@ -54,7 +55,7 @@ def test_every_entry_says_what_it_changed_and_a_closed_one_changed_only_what_its
 
 
 def references_kinds():
-    from benchmarks.registry import REFERENCE_KINDS
+    from benchmarks.running.registry import REFERENCE_KINDS
 
     return set(REFERENCE_KINDS)
 
@@ -201,8 +202,8 @@ def test_milestones_reference_of_an_unknown_name_is_one_line(capsys):
 
 def test_validate_refuses_when_a_closed_entry_lists_a_recipe_deviation(tmp_path, monkeypatch, capsys):
     """`milestones validate` loads the registry: a closed entry listing a recipe deviation stops it, in one line."""
-    from benchmarks import registry
     from benchmarks.cli import main
+    from benchmarks.running import registry
 
     configs = tmp_path / "configs"
     shutil.copytree(registry.CONFIG_DIR, configs)

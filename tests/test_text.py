@@ -13,14 +13,14 @@ import string
 import pytest
 import torch
 
-from benchmarks.harness import run_benchmark
-from benchmarks.leaderboard import budget
-from benchmarks.results import artifact_path, read_result
+from benchmarks.core.results import artifact_path, read_result
+from benchmarks.judging.leaderboard import budget
+from benchmarks.running.harness import run_benchmark
+from benchmarks.scoring.text_metrics import bleu, chrf
 from benchmarks.tasks import charlm, translation
 from benchmarks.tasks.charlm import CharData, WindowBatches
 from benchmarks.tasks.files import DataError, RemoteFile, md5sum
 from benchmarks.tasks.translation import BOS, EOS, PAD, SentenceBatches, TranslationData, pad
-from benchmarks.text_metrics import bleu, chrf
 from lightning_modules.gpt import GPT
 from lightning_modules.transformer import Transformer, sinusoidal_positions
 

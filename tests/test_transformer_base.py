@@ -15,8 +15,8 @@ import lightning as L
 import pytest
 import torch
 
-from benchmarks.harness import run_benchmark
-from benchmarks.registry import TASK_FIXED, DataSpec, Entry, ModelSpec, TrainerSpec, get_entry
+from benchmarks.running.harness import run_benchmark
+from benchmarks.running.registry import TASK_FIXED, DataSpec, Entry, ModelSpec, TrainerSpec, get_entry
 from benchmarks.tasks.base import Metric
 from benchmarks.tasks.files import md5sum
 from benchmarks.tasks.translation import EOS, PAD, TranslationData

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import leaderboard, paths
 from benchmarks.cli import main
-from benchmarks.registry import config_hash
-from benchmarks.results import aggregate, read_result
+from benchmarks.core import paths
+from benchmarks.core.results import aggregate, read_result
+from benchmarks.judging import leaderboard
+from benchmarks.judging.validate import validate
+from benchmarks.running.registry import config_hash
 from benchmarks.tasks import all_tasks, get_task
-from benchmarks.validate import validate
 
 COMMITTED = sorted((paths.RESULTS_DIR / "mnist" / "perceptron").glob("*.json"))[0]
 TRANSFORMER = sorted((paths.RESULTS_DIR / "multi30k-de-en" / "transformer").glob("*.json"))[0]
@@ -123,7 +124,7 @@ CASES = {
 def test_a_bad_submission_is_refused_naming_file_and_field(submission, case):
     results, board, path = submission
     change, expected = CASES[case]
-    if case == "unknown commit" and not __import__("benchmarks.provenance").provenance.history_available():
+    if case == "unknown commit" and not __import__("benchmarks.core.provenance").provenance.history_available():
         pytest.skip("a shallow clone cannot tell a missing commit")
     edit(path, change)
     problems = run(results, board, path)

@@ -17,13 +17,13 @@ import statistics
 import pytest
 from scipy import stats
 
-from benchmarks import paths, provenance
-from benchmarks.environment import NUMERIC_PACKAGES, PACKAGES, drift, environment, git
-from benchmarks.harness import BenchError, BenchOptions, run_benchmark
-from benchmarks.registry import config_hash
-from benchmarks.results import aggregate, read_result
-from benchmarks.stats import verify_tolerance, welch_p_better
-from benchmarks.verify import VerifyOptions, preflight, verify
+from benchmarks.core import paths, provenance
+from benchmarks.core.environment import NUMERIC_PACKAGES, PACKAGES, drift, environment, git
+from benchmarks.core.results import aggregate, read_result
+from benchmarks.core.stats import verify_tolerance, welch_p_better
+from benchmarks.judging.verify import VerifyOptions, preflight, verify
+from benchmarks.running.harness import BenchError, BenchOptions, run_benchmark
+from benchmarks.running.registry import config_hash
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +144,9 @@ def test_a_long_result_is_skipped_when_asked(result_file, tmp_path, capsys):
 
 
 # --- what can move a number: the scoring code and every package ------------------------------------------------------
-SCORERS = ["benchmarks/sample_metrics.py", "benchmarks/text_metrics.py", "benchmarks/featurenet.py",
-           "benchmarks/featurenets/mnist-lenet5-modern.pt", "lightning_modules/lenet_modern.py"]  # fmt: skip
+SCORERS = ["benchmarks/scoring/sample_metrics.py", "benchmarks/scoring/text_metrics.py",
+           "benchmarks/tools/featurenet.py", "benchmarks/featurenets/mnist-lenet5-modern.pt",
+           "lightning_modules/lenet_modern.py"]  # fmt: skip
 
 
 @pytest.mark.parametrize("scorer", SCORERS)
@@ -274,7 +275,7 @@ def test_model_changes_parse_and_never_import(model_repo):
 
 
 def test_the_mean_compares_the_same_seeds_and_the_verdict_says_what_it_rests_on(recorded):
-    from benchmarks.verify import comparison
+    from benchmarks.judging.verify import comparison
 
     result = read_result(recorded)
     metric = result.metric

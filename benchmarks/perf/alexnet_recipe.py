@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks import paths
-from benchmarks.registry import get_entry
+from benchmarks.core import paths
+from benchmarks.running.registry import get_entry
 from benchmarks.tasks import get_task
 
 

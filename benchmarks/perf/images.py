@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks import paths
-from benchmarks.environment import environment, hardware_label
+from benchmarks.core import paths
+from benchmarks.core.environment import environment, hardware_label
 from benchmarks.perf import write_report
-from benchmarks.registry import get_entry
+from benchmarks.running.registry import get_entry
 from benchmarks.tasks import get_task
 from benchmarks.tasks.imageset import ImageSetData, derived_manifest
 from benchmarks.tasks.manifest import scan_folder

@@ -2,7 +2,7 @@
 
 (a) plain       a hand-written PyTorch loop over the 55,000 training images held in memory as uint8 (the harness's
                 own split), one torch.randperm per epoch, batches sliced by index and scaled by ``.float().div_(255)``
-(b) harness     a Lightning Trainer built the way ``benchmarks.harness.run_seed`` builds it (32-true, deterministic,
+(b) harness     a Lightning Trainer built as ``benchmarks.running.harness.run_seed`` builds it (32-true, deterministic,
                 the BenchmarkMeter and RNGStateCheckpoint callbacks), fed by the project's MNISTData; timed by
                 BenchmarkMeter's training clock, and also as the wall time of the whole ``trainer.fit``
 (c) dataloader  the usual per-sample pipeline: torchvision.datasets.MNIST (the same 55,000 images) with ToTensor and
@@ -41,12 +41,12 @@ from types import SimpleNamespace
 import lightning as L
 import torch
 
-from benchmarks import paths
-from benchmarks.callbacks import BenchmarkMeter, RNGStateCheckpoint
-from benchmarks.environment import environment, hardware_label
-from benchmarks.harness import BenchError, quiet_lightning, resolve_accelerator
+from benchmarks.core import paths
+from benchmarks.core.environment import environment, hardware_label
 from benchmarks.perf import write_report
-from benchmarks.registry import Entry, get_entry
+from benchmarks.running.callbacks import BenchmarkMeter, RNGStateCheckpoint
+from benchmarks.running.harness import BenchError, quiet_lightning, resolve_accelerator
+from benchmarks.running.registry import Entry, get_entry
 from benchmarks.tasks import Task
 from benchmarks.tasks.files import DataError
 from benchmarks.tasks.mnist import MNIST_MD5, MNISTData

@@ -36,7 +36,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import paths
+from benchmarks.core import paths
 from benchmarks.perf import write_report
 
 TASKS = ("multi30k-de-en", "shakespeare-char")

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.environment import environment, hardware_label
+from benchmarks.core.environment import environment, hardware_label
 from benchmarks.perf import write_report
-from benchmarks.registry import get_entry
+from benchmarks.running.registry import get_entry
 
 
 def step_speed(entry_name: str, task_name: str | None, precision: str, batch: int, steps: int, warmup: int,

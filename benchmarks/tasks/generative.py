@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.sample_metrics import (
+from benchmarks.scoring.sample_metrics import (
     FeatureNet,
     frechet_distance,
     inception_score,

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks import faults
+from benchmarks.core import faults
 from benchmarks.tasks.files import DataError
 from benchmarks.tasks.manifest import ImageRecord
 

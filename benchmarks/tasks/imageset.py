@@ -26,7 +26,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from benchmarks import paths
+from benchmarks.core import paths
 from benchmarks.tasks.imagecache import (
     AugmentedBatches,
     CacheSpec,

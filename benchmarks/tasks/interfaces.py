@@ -177,7 +177,7 @@ def check_image_sampler(model, inputs: dict, batch) -> None:
     shape = tuple(inputs["input_shape"])
     z = model.noise(6, torch.Generator().manual_seed(0))
     expect(torch.equal(z, model.noise(6, torch.Generator().manual_seed(0))), "noise: not a function of the generator")
-    images = model.generate(z.to(model.device))
+    images = model.generate(z.to(model.device)).detach()
     expect(images.shape == (6, *shape), f"generate: images {tuple(images.shape)}, expected {(6, *shape)}")
     expect(bool(torch.isfinite(images).all()) and 0 <= float(images.min()) <= float(images.max()) <= 1,
            "generate: images are not all in [0, 1]")  # fmt: skip

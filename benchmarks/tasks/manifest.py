@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.checksums import sha256_file
+from benchmarks.core.checksums import sha256_file
 from benchmarks.tasks.files import DataError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import paths
-from benchmarks.results import write_atomic
+from benchmarks.core import paths
+from benchmarks.core.results import write_atomic
 from benchmarks.tasks.files import DataError
 from benchmarks.tasks.tokenizer import corpus_checksum
 

@@ -18,8 +18,8 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from benchmarks import paths
-from benchmarks.results import write_atomic
+from benchmarks.core import paths
+from benchmarks.core.results import write_atomic
 
 SPECIALS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2: padding, begin and end of sentence
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from benchmarks.scoring.text_metrics import bleu, chrf
 from benchmarks.tasks.base import DataIdentity, Metric, Task
 from benchmarks.tasks.files import DataError, RemoteFile, fetch, fetch_all, md5sum
 from benchmarks.tasks.interfaces import TRANSLATOR
 from benchmarks.tasks.textfiles import id_tensors, mapped, read_parallel, text_dataset
 from benchmarks.tasks.tokenizer import SPECIALS, BPESettings, cached_bpe
-from benchmarks.text_metrics import bleu, chrf
 
 URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 EXAMPLE_WORDS = (  # the generated example's two vocabularies, word i of one translating word i of the other

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "benchmarks" / "configs"
 LEADERBOARD_DIR = REPO_ROOT / "leaderboards"
 RESULTS_DIR = LEADERBOARD_DIR / "results"
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks import paths
-from benchmarks.environment import drift, environment, hardware_label
-from benchmarks.harness import BenchError, resolve_wandb
-from benchmarks.registry import get_entry, review
-from benchmarks.results import Result, find_results, read_result
-from benchmarks.stats import median_range, welch_p_better
+from benchmarks.core import paths
+from benchmarks.core.environment import drift, environment, hardware_label
+from benchmarks.core.results import Result, find_results, read_result
+from benchmarks.core.stats import median_range, welch_p_better
+from benchmarks.running.harness import BenchError, resolve_wandb
+from benchmarks.running.registry import get_entry, review
 
 
 def resolve_targets(targets: list[str], task: str | None = None, results_dir=None) -> list[tuple[Path, Result]]:

@@ -9,7 +9,7 @@ from importlib import metadata
 
 import torch
 
-from benchmarks.paths import REPO_ROOT
+from benchmarks.core.paths import REPO_ROOT
 
 # Every package that can move a number: the training (torch, torchvision, lightning, numpy), the data (pillow decodes
 # the JPEGs, datasets reads the text, tokenizers trains the BPE, scikit-learn ships the digits), the scoring

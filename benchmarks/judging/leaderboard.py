@@ -22,10 +22,9 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter, ValidationError
 
-from benchmarks import paths
-from benchmarks.environment import hardware_label
-from benchmarks.registry import DEVIATION_KINDS, REFERENCE_KINDS, Deviation, Paper, Reported, all_entries, review
-from benchmarks.results import (
+from benchmarks.core import paths
+from benchmarks.core.environment import hardware_label
+from benchmarks.core.results import (
     CSV_FORMULA,
     Result,
     ResultError,
@@ -36,7 +35,16 @@ from benchmarks.results import (
     read_result,
     remove_stale_temporaries,
 )
-from benchmarks.stats import median_range, welch_p_better
+from benchmarks.core.stats import median_range, welch_p_better
+from benchmarks.running.registry import (
+    DEVIATION_KINDS,
+    REFERENCE_KINDS,
+    Deviation,
+    Paper,
+    Reported,
+    all_entries,
+    review,
+)
 from benchmarks.tasks import all_tasks, get_task
 
 README_TASK = "mnist"  # the table copied into the project's README

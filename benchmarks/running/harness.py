@@ -37,19 +37,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from benchmarks import checkpoints, faults, paths
-from benchmarks.callbacks import (
-    BenchmarkMeter,
-    EpochProgressBar,
-    KillPoints,
-    NonFiniteLossError,
-    PlainProgress,
-    RNGStateCheckpoint,
-    format_duration,
-)
-from benchmarks.environment import code_identity, environment, hardware_label
-from benchmarks.registry import Entry, config_hash, get_entry
-from benchmarks.results import (
+from benchmarks.core import faults, paths
+from benchmarks.core.environment import code_identity, environment, hardware_label
+from benchmarks.core.results import (
     ARTIFACTS,
     MAX_SEED,
     PRECISIONS,
@@ -61,7 +51,18 @@ from benchmarks.results import (
     write_atomic,
     write_result,
 )
-from benchmarks.runfolder import RunFolder
+from benchmarks.running import checkpoints
+from benchmarks.running.callbacks import (
+    BenchmarkMeter,
+    EpochProgressBar,
+    KillPoints,
+    NonFiniteLossError,
+    PlainProgress,
+    RNGStateCheckpoint,
+    format_duration,
+)
+from benchmarks.running.registry import Entry, config_hash, get_entry
+from benchmarks.running.runfolder import RunFolder
 
 
 class BenchError(ValueError):

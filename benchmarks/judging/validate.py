@@ -35,9 +35,8 @@ import math
 import statistics
 from pathlib import Path
 
-from benchmarks import leaderboard, paths, provenance
-from benchmarks.registry import ConfigError, config_hash, get_entry, run_differences
-from benchmarks.results import (
+from benchmarks.core import paths, provenance
+from benchmarks.core.results import (
     Result,
     ResultError,
     aggregate,
@@ -49,6 +48,8 @@ from benchmarks.results import (
     forbidden_character,
     read_result,
 )
+from benchmarks.judging import leaderboard
+from benchmarks.running.registry import ConfigError, config_hash, get_entry, run_differences
 from benchmarks.tasks import UnknownNameError, get_task
 
 REL_TOL = 1e-9  # re-derived statistics must agree to rounding

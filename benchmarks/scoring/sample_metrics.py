@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.checksums import sha256_file
+from benchmarks.core.checksums import sha256_file
 
-FEATURE_NET_DIR = Path(__file__).resolve().parent / "featurenets"
+FEATURE_NET_DIR = Path(__file__).resolve().parents[1] / "featurenets"  # benchmarks/featurenets
 
 
 class FeatureNetError(RuntimeError):

@@ -27,12 +27,12 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import paths, provenance
-from benchmarks.environment import drift, environment
-from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
-from benchmarks.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
-from benchmarks.results import Result, ResultError, SeedResult, read_result
-from benchmarks.stats import verify_tolerance
+from benchmarks.core import paths, provenance
+from benchmarks.core.environment import drift, environment
+from benchmarks.core.results import Result, ResultError, SeedResult, read_result
+from benchmarks.core.stats import verify_tolerance
+from benchmarks.running.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
+from benchmarks.running.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
 from benchmarks.tasks import UnknownNameError
 
 

@@ -14,10 +14,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import paths
-from benchmarks.harness import BenchOptions, run_benchmark
-from benchmarks.leaderboard import build, collect, load_results
-from benchmarks.registry import all_entries
+from benchmarks.core import paths
+from benchmarks.judging.leaderboard import build, collect, load_results
+from benchmarks.running.harness import BenchOptions, run_benchmark
+from benchmarks.running.registry import all_entries
 from benchmarks.tasks import all_tasks
 
 DEMO_TASKS = ("logic-gates", "digits")

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from benchmarks import faults
+from benchmarks.core import faults
 
 
 class KillPoints(L.Callback):
-    """The training and evaluation kill points of benchmarks/faults.py (no-ops unless MILESTONES_KILL_AT is set)."""
+    """The training and evaluation kill points of benchmarks/core/faults.py (no-ops unless MILESTONES_KILL_AT set)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         faults.reached("training")

@@ -13,7 +13,7 @@ Run: make gpu-check   (ARGS='--no-full' for the smoke runs only). Estimated, not
 seconds each and a full run of 3 × 15 epochs × 430 steps, about 3-5 minutes on one H100, within its 8-minute budget.
 CPU dry run, well under a minute (16-mixed is GPU-only in Lightning, so the CPU uses bf16-mixed and 32-true, and the
 full run is skipped unless --full is given):
-    python -m benchmarks.gpu_check --accelerator cpu --entries mcculloch-pitts,perceptron --no-full
+    python -m benchmarks.tools.gpu_check --accelerator cpu --entries mcculloch-pitts,perceptron --no-full
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import paths
-from benchmarks.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
-from benchmarks.registry import Entry, all_entries
+from benchmarks.core import paths
+from benchmarks.running.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
+from benchmarks.running.registry import Entry, all_entries
 from benchmarks.tasks import Task, get_task, unknown
 
 GPU_PRECISIONS = ("bf16-mixed", "16-mixed")
@@ -112,7 +112,7 @@ def print_summary(rows: list[Row]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--accelerator", default="gpu", choices=["gpu", "cpu", "auto"],
                         help="gpu (default); cpu is the dry run: bf16-mixed and 32-true, no full run")  # fmt: skip
     parser.add_argument("--output-dir", help="run folders go under <output>/gpu-check (default: $MILESTONES_OUTPUT "

@@ -17,16 +17,16 @@ import os
 import re
 from pathlib import Path
 
-from benchmarks.environment import git
-from benchmarks.paths import REPO_ROOT
+from benchmarks.core.environment import git
+from benchmarks.core.paths import REPO_ROOT
 
 HARNESS_CODE = (
-    "benchmarks/harness.py",
-    "benchmarks/callbacks.py",
+    "benchmarks/running/harness.py",
+    "benchmarks/running/callbacks.py",
     "benchmarks/tasks",  # data modules, tokenizer, and each task's evaluate()
-    "benchmarks/sample_metrics.py",  # Fréchet distance, Inception Score, Parzen window (generative tasks)
-    "benchmarks/text_metrics.py",  # sacrebleu BLEU and chrF (translation)
-    "benchmarks/featurenet.py",  # how the feature classifiers are trained
+    "benchmarks/scoring/sample_metrics.py",  # Fréchet distance, Inception Score, Parzen window (generative tasks)
+    "benchmarks/scoring/text_metrics.py",  # sacrebleu BLEU and chrF (translation)
+    "benchmarks/tools/featurenet.py",  # how the feature classifiers are trained
     "benchmarks/featurenets",  # the committed feature classifiers (weights) that score samples
     "lightning_modules/lenet_modern.py",  # the feature classifiers' model
 )

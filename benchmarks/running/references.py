@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import paths
-from benchmarks.environment import code_identity, environment
-from benchmarks.results import write_atomic
+from benchmarks.core import paths
+from benchmarks.core.environment import code_identity, environment
+from benchmarks.core.results import write_atomic
 
 REFERENCES_DIR = paths.LEADERBOARD_DIR / "references"
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.results import Result, ResultError, read_result, write_atomic
+from benchmarks.core.results import Result, ResultError, read_result, write_atomic
 
 
 class RunFolderError(ValueError):

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from benchmarks.paths import CONFIG_DIR
+from benchmarks.core.paths import CONFIG_DIR
 from benchmarks.tasks import Task, UnknownNameError, get_task, unknown
 
 
@@ -421,7 +421,7 @@ def load_entry(path: Path) -> Entry:
         raise ConfigError(f"{path}: entry '{config.entry}' must equal the file name '{path.stem}'")
     entry = Entry(config, path)
     if config.reported is not None and config.reported.kind == "suite":
-        from benchmarks.references import ReferenceError, check_quote
+        from benchmarks.running.references import ReferenceError, check_quote
 
         try:
             check_quote(config.reported.task, config.reported.reference, config.reported.value, path)

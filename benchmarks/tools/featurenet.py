@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import paths
-from benchmarks.checksums import sha256_file
-from benchmarks.harness import BenchOptions, run_benchmark
-from benchmarks.results import write_atomic
-from benchmarks.sample_metrics import FEATURE_NET_DIR
+from benchmarks.core import paths
+from benchmarks.core.checksums import sha256_file
+from benchmarks.core.results import write_atomic
+from benchmarks.running.harness import BenchOptions, run_benchmark
+from benchmarks.scoring.sample_metrics import FEATURE_NET_DIR
 
 ENTRY = "lenet5-modern"
 TASKS = ("mnist", "fashion-mnist")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from benchmarks.results import write_atomic
+from benchmarks.core.results import write_atomic
 
 SUFFIX = ".sha256"
 _on_disk: dict[Path, str] = {}  # the sha256 of each checkpoint this process wrote or verified: what is there now

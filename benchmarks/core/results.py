@@ -37,7 +37,7 @@ from pydantic import (
 )
 from scipy import stats
 
-from benchmarks import faults
+from benchmarks.core import faults
 
 SCHEMA_VERSION = 1
 ARTIFACTS = "artifacts"  # a seed's run folder keeps the files to publish with its result under this name

@@ -1,0 +1,1 @@
+"""Commands built on the harness: the demo, the feature classifier's export, the GPU check."""
