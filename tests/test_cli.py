@@ -77,6 +77,14 @@ def test_bench_says_at_the_start_where_its_result_file_goes(capsys, tmp_path):
     assert out.splitlines()[0] == f"result file goes to {tmp_path / 'tries'}"
 
 
+def test_example_data_runs_an_entry_with_no_data_folder_as_a_smoke_run(capsys, tmp_path):
+    """`--example-data` (the README's first try for a new entry): the task's generated example, no data, no download."""
+    main(["bench", "mlp", "--example-data", "--seeds", "0", "--data-dir", str(tmp_path / "none"), "--offline",
+          "--wandb", "off", "--progress", "none", "--results-dir", str(tmp_path / "results")])  # fmt: skip
+    (result,) = (tmp_path / "results").rglob("*.json")
+    assert '"smoke": true' in result.read_text() and not (tmp_path / "none").exists()
+
+
 def test_bench_alexnet_with_no_data_and_no_network_says_what_to_download_and_where(capsys, tmp_path):
     code, _, err = run_cli(capsys, "bench", "alexnet", "--data-dir", str(tmp_path), "--offline", "--wandb", "off",
                            "--results-dir", str(tmp_path / "results"))  # fmt: skip
