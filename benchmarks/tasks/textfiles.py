@@ -15,7 +15,6 @@ does not is named in one line and rebuilt, never blamed on the (md5-checked) tex
 from __future__ import annotations
 
 import gzip
-import hashlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.core import paths
+from benchmarks.core.checksums import sha256_file
 from benchmarks.core.results import write_atomic
 from benchmarks.tasks.files import DataError
 from benchmarks.tasks.tokenizer import corpus_checksum
@@ -163,7 +163,7 @@ def mapped(dataset, function: Callable, lines: list[str], key: list, **fn_kwargs
         new_fingerprint=fingerprint,
     )
     if not record.exists():  # mapped just now
-        write_atomic(_sha256(file) + "\n", record, overwrite=True)
+        write_atomic(sha256_file(file) + "\n", record, overwrite=True)
     return result
 
 
@@ -177,17 +177,9 @@ def _check_record(file: Path, record: Path) -> str | None:
         return f"{record}: missing (the record of the mapped datasets cache's checksum)"
     except (OSError, ValueError) as error:
         return f"{record}: unreadable ({error.__class__.__name__}: {error})"
-    if _sha256(file) != recorded:
+    if sha256_file(file) != recorded:
         return f"{file}: sha256 differs from the one recorded when it was written (the file was altered)"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def id_tensors(dataset) -> list:
