@@ -326,7 +326,7 @@ def test_the_task_tests_every_entry_on_ten_crops_through_its_forward(folder, tmp
     torch.manual_seed(0)
     model = Tiny().eval()
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    metrics = get_task("imagenette-224re").evaluate(trainer, model, data, ckpt_path=None)
+    metrics = get_task("imagenette-224re").evaluate(trainer, model, data, ckpt_path=None, artifacts=tmp_path)
     store, labels = data.stores["val"]
     images = data.normalisation.apply(torch.from_numpy(np.array(store)))
     with torch.no_grad():

@@ -124,7 +124,7 @@ CASES = {
 def test_a_bad_submission_is_refused_naming_file_and_field(submission, case):
     results, board, path = submission
     change, expected = CASES[case]
-    if case == "unknown commit" and not __import__("benchmarks.core.provenance").provenance.history_available():
+    if case == "unknown commit" and not __import__("benchmarks.core.provenance").core.provenance.history_available():
         pytest.skip("a shallow clone cannot tell a missing commit")
     edit(path, change)
     problems = run(results, board, path)

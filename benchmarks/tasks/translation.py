@@ -423,7 +423,10 @@ class TranslationTask(Task):
             metrics[f"chrf{suffix}"], metrics["chrf_signature"] = chrf(beam, references)
             if split == "test_2016_flickr":
                 sources = datamodule.text[split][0]
-                shown = [(sources[i], references[i], greedy[i], beam[i]) for i in range(self.samples_shown)]
+                shown = [
+                    (sources[i], references[i], greedy[i], beam[i])
+                    for i in range(min(self.samples_shown, len(sources)))
+                ]
         write_translations(shown, artifacts / "translations.md")
         return metrics
 
