@@ -250,8 +250,13 @@ def cmd_tasks(args) -> None:
 
     for task in sorted(all_tasks().values(), key=lambda task: task.name):
         m = task.metric
+        interfaces = ", ".join(
+            [f"{task.interface.name} ({', '.join(task.interface.methods)})"]
+            + [f"optionally {i.name} ({', '.join(i.methods)})" for i in task.optional_interfaces]
+        )
         print(f"{task.name}: {task.description}\n    metric {m.name} ({'lower' if m.direction == 'min' else 'higher'} "
-              f"is better), target {task.target:g}, min seeds {task.min_seeds}; {task.protocol}")  # fmt: skip
+              f"is better), target {task.target:g}, min seeds {task.min_seeds}; {task.protocol}\n"
+              f"    models provide: {interfaces}")  # fmt: skip
 
 
 def results_destination(opts) -> str:

@@ -48,6 +48,9 @@ def test_tasks_are_listed_by_name(capsys):
     main(["tasks"])
     names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
     assert names == sorted(names) and len(names) > 5
+    main(["tasks"])
+    out = capsys.readouterr().out
+    assert "models provide: CharacterModel (forward, generate)" in out and "optionally LowerBound (lower_bound)" in out
 
 
 def test_unknown_task_for_an_entry(capsys):
