@@ -55,9 +55,9 @@ def printable(text: str) -> str:
 class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line: ``milestones bench: error: … (see milestones bench --help)``.
 
-    ``defer(add)`` adds arguments only when this (sub)command is parsed or its help shown: the options generated from
-    ``harness.BenchOptions`` need torch and Lightning imported, which ``milestones --help`` or ``list`` should not wait
-    for."""
+    ``defer(add)`` adds arguments only when this (sub)command is parsed or its help shown: ``verify``'s defaults come
+    from ``judging.verify``, which imports torch and Lightning, and ``milestones --help`` or ``list`` should not wait
+    for them (``bench``'s, from ``running.options``, import neither)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -159,11 +159,11 @@ def verify_options(p: argparse.ArgumentParser) -> None:
 
 
 def cli_fields() -> list:
-    """The fields of ``BenchOptions`` that are flags (those declared with ``harness.option``), with their types."""
+    """The fields of ``BenchOptions`` that are flags (those declared with ``options.option``), with their types."""
     import dataclasses
     import typing
 
-    from benchmarks.running.harness import BenchOptions
+    from benchmarks.running.options import BenchOptions
 
     hints = typing.get_type_hints(BenchOptions)
     return [(f, hints[f.name]) for f in dataclasses.fields(BenchOptions) if f.metadata.get("cli")]
@@ -215,7 +215,7 @@ def add_options(p: argparse.ArgumentParser, bench_only: bool = True, only: tuple
 
 def bench_options(args: argparse.Namespace):
     """The ``BenchOptions`` a parsed ``bench`` or ``demo`` command line gives (a flag it lacks: the field's default)."""
-    from benchmarks.running.harness import BenchOptions
+    from benchmarks.running.options import BenchOptions
 
     return BenchOptions(
         **{field.name: getattr(args, field.name) for field, _ in cli_fields() if hasattr(args, field.name)}
