@@ -22,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-images feature-nets gpu-check list clean
+.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-images perf-commands perf-scaling feature-nets gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -93,6 +93,12 @@ perf: setup ## epoch time of LeNet-5 on MNIST: plain PyTorch loop vs harness vs 
 
 perf-images: setup ## training img/s of AlexNet: cached uint8 tensor pipeline vs ImageFolder + PIL + DataLoader
 	$(BIN)/python -m benchmarks.perf.images $(ARGS)
+
+perf-commands: setup ## seconds of list, tasks, --help, bench --help (< 2 s) and validate (< 10 s), fresh processes
+	$(BIN)/python -m benchmarks.perf.commands $(ARGS)
+
+perf-scaling: setup ## validate and leaderboard on 1,000 and 10,000 synthetic result files: linear, < 2 min at 10,000
+	$(BIN)/python -m benchmarks.perf.scaling $(ARGS)
 
 feature-nets: setup ## retrain the committed classifiers that score generated images (changes every Fréchet distance)
 	$(MILESTONES) feature-net mnist && $(MILESTONES) feature-net fashion-mnist

@@ -222,41 +222,63 @@ def bench_options(args: argparse.Namespace):
     )
 
 
+def list_rows(long: bool = False) -> list[list[str]]:
+    """One row per entry for ``milestones list``, read from the config files as written (YAML only: no torch, no
+    Lightning, no model class imported), sorted by year and name. The registry's full check of an entry (schema,
+    model arguments, interfaces) is made where a run starts (``bench``, ``verify``), by ``validate`` and by the tests;
+    a config ``list`` cannot read is handed to it, so its error is the registry's one line."""
+    import yaml
+
+    from benchmarks.core.paths import CONFIG_DIR
+
+    rows = []
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        try:
+            c = yaml.safe_load(path.read_text(encoding="utf-8"))
+            reported = c.get("reported")
+            reported = f"{reported['value']:g} ({reported['kind']}, {reported['task']})" if reported else "—"
+            n = len(c["deviations"])
+            division = f"{c['division']} ({n} deviation{'s' * (n != 1)})"
+            row = [str(c["entry"]), str(int(c["paper"]["year"])), ", ".join(map(str, c["tasks"])), division, reported,
+                   str(int(c["seeds"]))]  # fmt: skip
+            if long:
+                r = c["recipe"]
+                row.append(f"{r['optimizer']}; {r['schedule']}; {r['loss']}; {c['trainer']['max_epochs']} epochs, "
+                           f"batch {c['data']['batch_size']}")  # fmt: skip
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            from benchmarks.running.registry import load_entry
+
+            load_entry(path)  # raises the registry's ConfigError, naming the file and the field
+            raise
+        rows.append((int(c["paper"]["year"]), row))
+    return [row for _, row in sorted(rows, key=lambda pair: (pair[0], pair[1][0]))]
+
+
 def cmd_list(args) -> None:
     from rich.console import Console
     from rich.table import Table
-
-    from benchmarks.running.registry import all_entries
 
     table = Table(title="DL Milestones entries")
     for column in ("entry", "year", "tasks", "division", "reference (kind, task)", "seeds"):
         table.add_column(column)
     if args.long:
         table.add_column("recipe")
-    for entry in sorted(all_entries().values(), key=lambda e: (e.config.paper.year, e.name)):
-        c = entry.config
-        reported = f"{c.reported.value:g} ({c.reported.kind}, {c.reported.task})" if c.reported else "—"
-        division = f"{c.division} ({len(c.deviations)} deviation{'s' * (len(c.deviations) != 1)})"
-        row = [c.entry, str(c.paper.year), ", ".join(c.tasks), division, reported, str(c.seeds)]
-        if args.long:
-            row.append(f"{c.recipe.optimizer}; {c.recipe.schedule}; {c.recipe.loss}; {c.trainer.max_epochs} epochs, "
-                       f"batch {c.data.batch_size}")  # fmt: skip
+    for row in list_rows(args.long):
         table.add_row(*row)
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
 def cmd_tasks(args) -> None:
-    from benchmarks.tasks import all_tasks
+    from benchmarks.tasks import task_summaries
 
-    for task in sorted(all_tasks().values(), key=lambda task: task.name):
-        m = task.metric
+    for t in task_summaries():
         interfaces = ", ".join(
-            [f"{task.interface.name} ({', '.join(task.interface.methods)})"]
-            + [f"optionally {i.name} ({', '.join(i.methods)})" for i in task.optional_interfaces]
+            [f"{t['interface'][0]} ({', '.join(t['interface'][1])})"]
+            + [f"optionally {name} ({', '.join(methods)})" for name, methods in t["optional_interfaces"]]
         )
-        print(f"{task.name}: {task.description}\n    metric {m.name} ({'lower' if m.direction == 'min' else 'higher'} "
-              f"is better), target {task.target:g}, min seeds {task.min_seeds}; {task.protocol}\n"
-              f"    models provide: {interfaces}")  # fmt: skip
+        print(f"{t['name']}: {t['description']}\n    metric {t['metric']} "
+              f"({'lower' if t['direction'] == 'min' else 'higher'} is better), target {t['target']:g}, "
+              f"min seeds {t['min_seeds']}; {t['protocol']}\n    models provide: {interfaces}")  # fmt: skip
 
 
 def results_destination(opts) -> str:
@@ -388,34 +410,49 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+# The errors a command reports in one line (exit 2), by module: each is looked up only where its module was loaded
+# (an error can only come from a loaded module), so `list` or `--help` import none of them (torch, Lightning).
+KNOWN_ERRORS = {
+    "benchmarks.tasks": "UnknownNameError",
+    "benchmarks.running.harness": "BenchError",
+    "benchmarks.running.registry": "ConfigError",
+    "benchmarks.core.results": "ResultError",
+    "benchmarks.tasks.files": "DataError",
+    "benchmarks.scoring.sample_metrics": "FeatureNetError",
+    "benchmarks.running.references": "ReferenceError",
+    "benchmarks.running.runfolder": "RunFolderError",
+    "benchmarks.running.checkpoints": "CheckpointError",
+}
+
+
+def loaded(module: str, name: str) -> type | None:
+    return getattr(sys.modules[module], name) if module in sys.modules else None
+
+
+def known_errors() -> tuple[type, ...]:
+    return tuple(cls for module, name in KNOWN_ERRORS.items() if (cls := loaded(module, name)) is not None)
+
+
 def run_command(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*(does not have many workers|GPU available but not used).*")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from benchmarks.core.results import ResultError
-    from benchmarks.running.checkpoints import CheckpointError
-    from benchmarks.running.harness import BenchError, BenchInterrupted
-    from benchmarks.running.references import ReferenceError
-    from benchmarks.running.registry import ConfigError
-    from benchmarks.running.runfolder import RunFolderError
-    from benchmarks.scoring.sample_metrics import FeatureNetError
-    from benchmarks.tasks import UnknownNameError
-    from benchmarks.tasks.files import DataError
-
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
                 "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo,
                 "feature-net": cmd_feature_net, "reference": cmd_reference}  # fmt: skip
-    known = (UnknownNameError, BenchError, ConfigError, ResultError, DataError, FeatureNetError, ReferenceError,
-             RunFolderError, CheckpointError)  # fmt: skip
     resume = f"; resume: {resume_command(argv, args.entry)}" if args.command == "bench" else ""
     try:
-        handlers[args.command](args)
-    except known as error:
-        print(f"milestones: error: {printable(' '.join(str(error).split()))}", file=sys.stderr)
-        sys.exit(2)
-    except BenchInterrupted as stop:  # Ctrl-C (130) or SIGTERM (143): never a success, and never a result file
-        print(f"milestones: {stop.describe()}{resume}", file=sys.stderr, flush=True)
-        sys.exit(stop.code)
+        try:
+            handlers[args.command](args)
+        except BaseException as error:
+            if isinstance(error, known_errors()):
+                print(f"milestones: error: {printable(' '.join(str(error).split()))}", file=sys.stderr)
+                sys.exit(2)
+            interrupted = loaded("benchmarks.running.harness", "BenchInterrupted")
+            if interrupted is not None and isinstance(error, interrupted):  # Ctrl-C (130) or SIGTERM (143): never a
+                print(f"milestones: {error.describe()}{resume}", file=sys.stderr, flush=True)  # success, no result
+                sys.exit(error.code)
+            raise
     except KeyboardInterrupt:  # Ctrl-C outside a training or test loop (those raise BenchInterrupted above)
         print(f"milestones: interrupted by SIGINT (Ctrl-C){resume}", file=sys.stderr, flush=True)
         sys.exit(130)

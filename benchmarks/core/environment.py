@@ -66,10 +66,11 @@ def hardware_label(env: dict) -> str:
     return f"CPU: {env['device']} ({env['device_count']} cores{suffix})"
 
 
-def git(*args: str) -> str | None:
-    """Run git in the repository; its stdout, or None when git is missing or the command fails."""
+def git(*args: str, input: str | None = None) -> str | None:
+    """Run git in the repository (``input`` on its stdin); its stdout, or None when git is missing or the command
+    fails."""
     try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, input=input)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

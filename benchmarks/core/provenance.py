@@ -22,6 +22,7 @@ from benchmarks.core.paths import REPO_ROOT
 
 HARNESS_CODE = (
     "benchmarks/running/harness.py",
+    "benchmarks/running/options.py",  # BenchOptions: every run option's default
     "benchmarks/running/callbacks.py",
     "benchmarks/tasks",  # data modules, tokenizer, and each task's evaluate()
     "benchmarks/scoring/sample_metrics.py",  # Fréchet distance, Inception Score, Parzen window (generative tasks)
@@ -151,6 +152,25 @@ def commit_known(commit: str) -> bool:
 
 def is_ancestor(commit: str) -> bool:
     return git("merge-base", "--is-ancestor", commit, "HEAD") is not None
+
+
+def commit_states(commits: set[str] | list[str]) -> dict[str, str]:
+    """For each commit id: 'ancestor' (in HEAD's history), 'other' (in this repository, not an ancestor of HEAD) or
+    'unknown'. Two git calls however many commits and results name them (``git cat-file --batch-check`` resolves every
+    id at once, ``git rev-list HEAD`` lists HEAD's history once): what ``commit_known`` and ``is_ancestor`` answer,
+    one process per tree rather than two per result file."""
+    commits = sorted(set(commits))
+    if not commits:
+        return {}
+    queries = [c for c in commits if re.fullmatch(r"[0-9a-f]{7,40}", c)]  # an id, never an option or a revision
+    found = git("cat-file", "--batch-check", input="".join(f"{c}^{{commit}}\n" for c in queries)) if queries else ""
+    full = {}
+    for commit, line in zip(queries, (found or "").splitlines()):
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "commit":
+            full[commit] = parts[0]
+    history = set((git("rev-list", "HEAD") or "").split()) if full else set()
+    return {c: "unknown" if c not in full else "ancestor" if full[c] in history else "other" for c in commits}
 
 
 def changed_since(commit: str, paths: list[str] | tuple[str, ...]) -> list[str]:

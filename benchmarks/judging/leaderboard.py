@@ -47,6 +47,7 @@ from benchmarks.running.registry import (
 )
 from benchmarks.tasks import all_tasks, get_task
 
+PLOT_ROWS = 60  # the most bars a task's plot shows (the best; its table lists all)
 README_TASK = "mnist"  # the table copied into the project's README
 ENTRIES_PAGE = "entries.md"  # every entry's division, reference and deviations, generated from the registry
 MARK_BEGIN, MARK_END = "<!-- leaderboard:mnist:begin -->", "<!-- leaderboard:mnist:end -->"
@@ -59,13 +60,16 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def load_results(results_dir: Path | str | None = None) -> list[tuple[Path, Result]]:
-    """Every result file, parsed; a ResultError for a malformed one or for a second copy of one run."""
+def load_results(results_dir: Path | str | None = None, parsed: dict[Path, Result] | None = None,
+                 ) -> list[tuple[Path, Result]]:  # fmt: skip
+    """Every result file, parsed; a ResultError for a malformed one or for a second copy of one run. ``parsed``: files
+    a caller has already read (and ``read_result`` accepts), by resolved path; the others are read here."""
     results_dir = Path(results_dir) if results_dir else paths.RESULTS_DIR
     if not results_dir.is_dir():  # a mistyped --results-dir would otherwise rebuild an empty leaderboard
         what = "does not exist" if not results_dir.exists() else "is not a folder"
         raise ResultError(f"{results_dir}: the results folder {what}")
-    results = [(path, read_result(path)) for path in find_results(results_dir)]
+    parsed = parsed or {}
+    results = [(path, parsed.get(path.resolve()) or read_result(path)) for path in find_results(results_dir)]
     for first, copy in duplicates(results):
         raise ResultError(f"{copy}: the same per-seed records as {first}: one invocation makes one result, and a row "
                           "is never counted twice; keep one")  # fmt: skip
@@ -95,14 +99,17 @@ def md(value, code: bool = False) -> str:
     return "\\" + text if text.startswith(("#", "[")) else text
 
 
+REPORTED, DEVIATIONS = TypeAdapter(Reported | None), TypeAdapter(list[Deviation])  # built once: each costs a schema
+
+
 def _review(path: Path, result: Result) -> dict:
     """The registry's review of the result's entry; for an entry no longer registered, what the file recorded, whose
     shape is checked here (registry.Paper, Reported, Deviation), so a row always renders from typed values."""
     config = review(result.entry, result.config | {"division": result.division})
     try:
         Paper.model_validate(config.get("paper"))
-        TypeAdapter(Reported | None).validate_python(config.get("reported"))
-        TypeAdapter(list[Deviation]).validate_python(config.get("deviations", []))
+        REPORTED.validate_python(config.get("reported"))
+        DEVIATIONS.validate_python(config.get("deviations", []))
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -213,7 +220,9 @@ def samples_cell(link: str) -> str:
 def newest_ok_seed(rows: list[dict], results: list[tuple[Path, Result]]):
     """The first ok seed of the newest result among a task's ranked rows: what task-wide lines above a table quote."""
     files = {r["file"] for r in rows}
-    newest = max((res for path, res in results if _relative(path) in files), key=lambda res: res.created)
+    task = rows[0]["task"]  # a task's rows: only its results can be among them (no path is resolved for the others)
+    newest = max((res for path, res in results if res.task == task and _relative(path) in files),
+                 key=lambda res: res.created)  # fmt: skip
     return next((s for s in newest.seeds if s.status == "ok"), None)
 
 
@@ -233,8 +242,23 @@ def references(rows: list[dict], results: list[tuple[Path, Result]], task) -> st
     return ", ".join(f"{name} {seed.metrics[name]:.4g}" for name in task.reference_metrics if name in seed.metrics)
 
 
+_COLLECTED: list = []  # [(the results, a copy of their list, what collect made of them)]: the last call's
+
+
 def collect(results: list[tuple[Path, Result]]) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Ranked rows per task (best mean first) and the failed runs; smoke runs are dropped."""
+    """Ranked rows per task (best mean first) and the failed runs; smoke runs are dropped. A build renders several
+    outputs from the same results (tables, CSV, README block, plots): the rows are made once (a row per file and a
+    Welch test per ranked row), and the same objects again for the same results, which no renderer changes."""
+    if _COLLECTED:
+        last, items, made = _COLLECTED[0]
+        if last is results and len(items) == len(results) and all(a is b for a, b in zip(items, results)):
+            return made
+    made = _collect(results)
+    _COLLECTED[:] = [(results, list(results), made)]
+    return made
+
+
+def _collect(results: list[tuple[Path, Result]]) -> tuple[dict[str, list[dict]], list[dict]]:
     ranked, failed = defaultdict(list), []
     for path, result in results:
         if result.smoke:
@@ -459,10 +483,12 @@ def real_reference(rows: list[dict], results: list[tuple[Path, Result]], task) -
 def plot_figure(name: str, rows: list[dict], real: float | None = None):
     """A task's plot as a matplotlib Figure: one bar per row, best on top, at y = len(rows) - rank, placed by number
     (two rows with the same label stay two bars); each row's reference marker on its own row's y; the real data's value
-    of the ranked measure as a vertical line; provisional rows hatched and labelled so."""
+    of the ranked measure as a vertical line; provisional rows hatched and labelled so. At most ``PLOT_ROWS``, the best
+    (the table lists every row): a bar per row of thousands would be neither readable nor a drawable image."""
     from matplotlib.figure import Figure
 
     task = all_tasks().get(name)
+    total, rows = len(rows), rows[:PLOT_ROWS]
     ys = list(range(len(rows)))[::-1]  # rank 1 on top
     labels = [
         f"{r['entry']} ({r['precision']}, {r['hardware'].split(' (')[0][:22]})".replace("$", r"\$")  # no mathtext
@@ -500,7 +526,8 @@ def plot_figure(name: str, rows: list[dict], real: float | None = None):
     unit = task.metric.unit if task else ""
     split = task.reported_split if task else "test"
     ax.set_xlabel(f"{split} {metric}" + (f" ({unit})" if unit else ""))
-    ax.set_title(f"{name}: {split} {metric}" + (", reproduced vs reference" if papers else ""))
+    ax.set_title(f"{name}: {split} {metric}" + (", reproduced vs reference" if papers else "")
+                 + (f" (the best {len(rows)} of {total} rows)" if total > len(rows) else ""))  # fmt: skip
     handles, names = ax.get_legend_handles_labels()
     order = sorted(range(len(names)), key=lambda i: not names[i].startswith(("reproduced", "provisional")))
     fig.legend([handles[i] for i in order], [names[i] for i in order], loc="outside lower center", ncol=4,
@@ -591,10 +618,11 @@ def build(results_dir=None, out_dir=None) -> list[Path]:
     return list(files)
 
 
-def check(results_dir=None, out_dir=None) -> list[str]:
+def check(results_dir=None, out_dir=None, parsed: dict[Path, Result] | None = None) -> list[str]:
     """One line per generated file that differs from what the result files produce, and per plot that is missing or
-    not a complete PNG (plots are not compared byte for byte: matplotlib's output moves between versions)."""
-    results = load_results(results_dir)
+    not a complete PNG (plots are not compared byte for byte: matplotlib's output moves between versions).
+    ``parsed``: result files already read (``load_results``)."""
+    results = load_results(results_dir, parsed)
     problems = []
     for path, text in outputs(results_dir, out_dir, results).items():
         if not path.exists() or path.read_text() != text:

@@ -185,28 +185,48 @@ def check_artifacts(result: Result, path: Path) -> list[str]:
     return problems
 
 
-def check_code(result: Result) -> tuple[list[str], list[str]]:
-    """(problems, notes)."""
+def commit_history(results: list[Result]) -> dict[str, str] | None:
+    """``provenance.commit_states`` of every commit the results name, looked up together (a few git calls per tree,
+    not per file); None when there is no full history to look them up in (a shallow clone, a copied checkout)."""
+    if not provenance.history_available():
+        return None
+    return provenance.commit_states({r.code["git_commit"] for r in results if r.code.get("git_commit")})
+
+
+def check_code(result: Result, history: dict[str, str] | None | bool = True) -> tuple[list[str], list[str]]:
+    """(problems, notes). ``history``: ``commit_history`` of the results checked together (True: look this one up)."""
     commit, dirty = result.code.get("git_commit"), result.code.get("git_dirty")
     if not commit:
         return ["code.git_commit: missing: the code that made the result is unknown"], []
     problems = ["code.git_dirty: made from a tree with uncommitted changes; commit first, then run"] if dirty else []
-    if not provenance.history_available():
+    if history is True:
+        history = commit_history([result])
+    if history is None:
         return problems, [f"code.git_commit: {commit[:10]} not checked (no full git history here)"]
-    if not provenance.commit_known(commit):
+    state = history.get(commit) or provenance.commit_states([commit])[commit]
+    if state == "unknown":
         problems.append(f"code.git_commit: {commit[:10]} is not in this repository's history")
-    elif not provenance.is_ancestor(commit):
+    elif state != "ancestor":
         problems.append(f"code.git_commit: {commit[:10]} is not an ancestor of HEAD (made on another branch?)")
     return problems, []
 
 
-def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
-    """(problems, notes) for one result file, each line prefixed with the file."""
-    problems = check_place(path, results_dir)
+def read_leniently(path: Path) -> Result | ResultError:
+    """The file as validate reads it (a NaN metric is let through, to be reported with the rest), or why it cannot."""
     try:
-        result = read_result(path, metrics_may_be_nan=True)  # a NaN metric is reported below, with the rest
+        return read_result(path, metrics_may_be_nan=True)
     except ResultError as error:
-        return [str(error), *(f"{path}: {p}" for p in problems)], []
+        return error
+
+
+def validate_file(path: Path, results_dir: Path, read: Result | ResultError | None = None,
+                  history: dict[str, str] | None | bool = True) -> tuple[list[str], list[str]]:  # fmt: skip
+    """(problems, notes) for one result file, each line prefixed with the file. ``read``: the file already read
+    (``read_leniently``); ``history``: the commits of the files checked with it (``check_code``)."""
+    problems = check_place(path, results_dir)
+    result = read_leniently(path) if read is None else read
+    if isinstance(result, ResultError):
+        return [str(result), *(f"{path}: {p}" for p in problems)], []
     parts = path.resolve().parts
     if not problems and (parts[-3], parts[-2]) != (result.task, result.entry):
         problems.append(f"path: folder {parts[-3]}/{parts[-2]} but the file says {result.task}/{result.entry}")
@@ -232,7 +252,7 @@ def validate_file(path: Path, results_dir: Path) -> tuple[list[str], list[str]]:
         except UnknownNameError:
             pass
     problems += check_artifacts(result, path)
-    code_problems, code_notes = check_code(result)
+    code_problems, code_notes = check_code(result, history)
     notes += code_notes
     problems += code_problems
     return [f"{path}: {p}" for p in problems], [f"{path}: {n}" for n in notes]
@@ -261,14 +281,26 @@ def expand(targets: list[str] | None, results_dir: Path) -> list[Path]:
     return files
 
 
-def check_duplicates(paths: list[Path]) -> list[str]:
+def strictly_readable(result: Result | ResultError) -> bool:
+    """True for a file every other reader takes too (``read_result`` without NaN metrics): parsed, and all finite."""
+    return isinstance(result, Result) and all(
+        math.isfinite(value) for seed in result.seeds for value in seed.metrics.values()
+    )
+
+
+def check_duplicates(paths: list[Path], parsed: dict[Path, Result] | None = None) -> list[str]:
     """A line for each checked file whose per-seed records another result of the same entry and task repeats (it is
-    compared with every result in its folder), naming both files."""
+    compared with every result in its folder), naming both files. ``parsed``: files already read (and strictly
+    readable), by resolved path; the others are read here."""
+    parsed = parsed or {}
     checked = {path.resolve(): path for path in paths}
     folder_files = (p for folder in {path.parent for path in paths} for p in folder.glob("*.json"))
     candidates = checked | {p.resolve(): p for p in folder_files if not p.name.startswith(".")}
     results = []
-    for path in candidates.values():
+    for resolved, path in candidates.items():
+        if resolved in parsed:
+            results.append((path, parsed[resolved]))
+            continue
         try:
             results.append((path, read_result(path)))
         except ResultError:
@@ -287,13 +319,18 @@ def validate(targets: list[str] | None = None, results_dir=None, leaderboard_dir
     results_dir = Path(results_dir) if results_dir else paths.RESULTS_DIR
     problems, notes = [], []
     files = expand(targets, results_dir)
+    read = {path: read_leniently(path) for path in files}  # each file parsed once, for every check below
+    history = commit_history([r for r in read.values() if isinstance(r, Result)])
     for path in files:
-        found, noted = validate_file(path, results_dir)
+        found, noted = validate_file(path, results_dir, read[path], history)
         problems += found
         notes += noted
-    problems += check_duplicates(files)
+    # what the duplicate and leaderboard checks read strictly, by resolved path (a strictly readable file is a regular
+    # file, never a link: its content is the resolved file's)
+    parsed = {path.resolve(): result for path, result in read.items() if strictly_readable(result)}
+    problems += check_duplicates(files, parsed)
     try:
-        problems += leaderboard.check(results_dir, leaderboard_dir)
+        problems += leaderboard.check(results_dir, leaderboard_dir, parsed)
     except ResultError as error:
         problems.append(f"leaderboard: cannot be rebuilt: {error}")
     return [printable(line) for line in problems], [printable(line) for line in notes]

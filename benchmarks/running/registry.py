@@ -8,6 +8,7 @@ class's constructor by jsonargparse, so a wrong type or an unknown key is an err
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import inspect
@@ -224,6 +225,7 @@ class Entry:
 
     def __init__(self, config: EntryConfig, path: Path) -> None:
         self.config, self.path = config, path
+        self._model_args: dict[str, dict[str, Any]] = {}  # per task and its model inputs: jsonargparse runs once
 
     name = property(lambda self: self.config.entry)
     default_task = property(lambda self: self.config.tasks[0])
@@ -258,7 +260,10 @@ class Entry:
         params = inspect.signature(cls.__init__).parameters
         inputs = {k: v for k, v in task.model_inputs.items() if k in params}
         given = inputs | self.linked_args() | dict(self.config.model.init_args)
-        return check_init_args(cls, given, self.path)
+        key = f"{id(cls)}.{id(cls.__init__)}:{json.dumps(given, sort_keys=True, default=repr)}"
+        if key not in self._model_args:  # the same class and arguments type-check the same (validate asks per file)
+            self._model_args[key] = check_init_args(cls, given, self.path)
+        return copy.deepcopy(self._model_args[key])
 
     def build_model(self, task: Task) -> L.LightningModule:
         return self.model_class()(**self.model_args(task))
