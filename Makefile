@@ -22,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-images perf-commands perf-scaling feature-nets gpu-check list clean
+.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling feature-nets gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -90,6 +90,9 @@ compare: setup ## results side by side: make compare WHAT='lenet5 lenet5-modern'
 
 perf: setup ## epoch time of LeNet-5 on MNIST: plain PyTorch loop vs harness vs DataLoader+ToTensor
 	$(BIN)/python -m benchmarks.perf.lenet_epoch $(ARGS)
+
+perf-overhead: setup ## where the harness's time per step goes: a near-free model, Lightning plus each harness part
+	$(BIN)/python -m benchmarks.perf.harness_overhead $(ARGS)
 
 perf-images: setup ## training img/s of AlexNet: cached uint8 tensor pipeline vs ImageFolder + PIL + DataLoader
 	$(BIN)/python -m benchmarks.perf.images $(ARGS)

@@ -105,3 +105,18 @@ def test_a_plot_shows_at_most_the_best_rows(tmp_path):
     ]  # fmt: skip
     ax = leaderboard.plot_figure("mnist", rows).axes[0]
     assert len(ax.get_yticks()) == leaderboard.PLOT_ROWS and f"of {len(rows)} rows" in ax.get_title()
+
+
+@pytest.mark.slow
+def test_the_harness_overhead_and_epoch_scripts_run_at_toy_size(real_data_dir, tmp_path):
+    """`make perf-overhead` and `make perf`, shrunk: every row trains, the harness row through run_benchmark, and the
+    three ways of training an epoch see the same number of images."""
+    from benchmarks.perf import harness_overhead, lenet_epoch
+
+    report = harness_overhead.main(["--steps", "4", "--rounds", "1", "--data-dir", str(real_data_dir),
+                                    "--json", str(tmp_path / "overhead.json")])  # fmt: skip
+    assert len(report["us_per_step"]) == len(harness_overhead.ROWS)
+    assert all(value > 0 for value in report["us_per_step"].values())
+    epoch = lenet_epoch.main(["--limit-batches", "3", "--workers", "0", "--data-dir", str(real_data_dir)])
+    images = {m["images_per_epoch"] for m in epoch["measurements"].values()}
+    assert images == {3 * 16} and epoch["targets"]["b/a"] == "<= 1.1"

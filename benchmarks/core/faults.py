@@ -23,6 +23,11 @@ PHASES = {
 _counts: Counter[str] = Counter()
 
 
+def armed() -> bool:
+    """Whether MILESTONES_KILL_AT names a kill point in this process (the harness adds its per-step ones only then)."""
+    return bool(os.environ.get("MILESTONES_KILL_AT"))
+
+
 def reached(phase: str) -> None:
     """SIGKILL this process if MILESTONES_KILL_AT names ``phase`` and this is its n-th arrival there."""
     if phase not in PHASES:

@@ -49,6 +49,7 @@ class BenchmarkMeter(L.Callback):
         self.history: list[dict] = []  # one row per validation: epoch, metric, training seconds so far
         self._clock: float | None = None
         self._eval_started = 0.0
+        self._check_every, self._world_size = 1, 1  # set when training starts
 
     def _sync(self, trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":
@@ -64,14 +65,17 @@ class BenchmarkMeter(L.Callback):
         if self._clock is None:
             self._clock = time.perf_counter()
 
+    def on_train_start(self, trainer, pl_module):
+        self._check_every = 1 if trainer.strategy.root_device.type == "cpu" else 50  # a check is a host sync on a GPU
+        self._world_size = trainer.world_size
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        every = 1 if trainer.strategy.root_device.type == "cpu" else 50  # a check is a host sync on a GPU
-        if loss is not None and batch_idx % every == 0 and not math.isfinite(float(torch.as_tensor(loss).detach())):
+        if loss is not None and batch_idx % self._check_every == 0 and not math.isfinite(float(loss)):
             raise NonFiniteLossError(
                 f"training loss is {float(loss)} at epoch {trainer.current_epoch}, step {batch_idx}"
             )
-        self.samples += int(self.count(batch)) * trainer.world_size
+        self.samples += int(self.count(batch)) * self._world_size
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.sanity_checking:

@@ -50,7 +50,7 @@ from benchmarks.core.results import (
     write_atomic,
     write_result,
 )
-from benchmarks.running import checkpoints
+from benchmarks.running import checkpoints, lightning_speedups
 from benchmarks.running.callbacks import (
     BenchmarkMeter,
     EpochProgressBar,
@@ -60,6 +60,7 @@ from benchmarks.running.callbacks import (
     RNGStateCheckpoint,
     format_duration,
 )
+from benchmarks.running.lightning_speedups import NoProfiler
 from benchmarks.running.options import BenchOptions
 from benchmarks.running.registry import Entry, config_hash, get_entry
 from benchmarks.running.runfolder import RunFolder
@@ -451,7 +452,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True
     )
     selection = [] if final else [checkpoint]
-    callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks, KillPoints()]
+    kill_points = [KillPoints()] if faults.armed() else []  # the fault tests' per-step ones: a call a step otherwise
+    callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks, *kill_points]
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
         callbacks.append(EpochProgressBar())
@@ -482,6 +484,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         log_every_n_steps=50,
         default_root_dir=seed_dir,
         plugins=[checkpoints.AtomicCheckpointIO()],  # same-folder temp file + rename, checked before every load
+        profiler=NoProfiler(),  # Lightning's default, less a context manager built for every hook call
     )
     if trainer.precision != ctx.precision:  # recorded is what ran (resolve_precision makes Lightning's substitutions)
         raise BenchError(f"Lightning runs precision {trainer.precision} where {ctx.precision} was asked for")
@@ -490,6 +493,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
                          "nothing to share: run it with --devices 1")  # fmt: skip
     started = time.perf_counter()
     status, failure, metrics, notes = "ok", None, {}, {}
+    lightning_speedups.install()  # Lightning's per-step costs that change nothing (see that module)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     except NonFiniteLossError as error:
