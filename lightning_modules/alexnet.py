@@ -116,32 +116,102 @@ class LocalResponseNorm(nn.Module):
 
     def __init__(self, size: int, alpha: float, beta: float, k: float) -> None:
         super().__init__()
+        if size % 2 != 1:
+            raise ValueError(f"LRN size must be odd (n/2 maps on each side), not {size}")
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        channels = torch.arange(a.shape[1], device=a.device)
-        band = ((channels[:, None] - channels[None, :]).abs() <= self.size // 2).to(a.dtype)  # (C, C) 0/1 window
-        return _LocalResponseNorm.apply(a, band, self.alpha, self.beta, self.k)
+        return _LocalResponseNorm.apply(a, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class _LocalResponseNorm(torch.autograd.Function):
-    """The window sum as a (C, C) band matrix product; the backward pass written out, so autograd keeps 3 tensors."""
+    """The formula and its gradient written out, the window sum as three shifted additions (no (C, C) band matrix),
+    computed ~32 MB of images at a time so the temporaries stay in the CPU's cache (a layer's maps are 100-150 MB at
+    batch 128). Bigger pieces touch memory more; smaller ones mean more, shorter operations, which lose most when
+    other processes share the cores (each waits for its slowest thread).
+
+    The sums run in float32 at least: under bf16 autocast, k + α Σ a² in bf16 is rounded to multiples of 2⁻⁶ near
+    k = 2, which drops α Σ a² below 2⁻⁷ (Σ a² < 78) altogether. Output and gradient come back in the input's dtype.
+    """
 
     @staticmethod
-    def forward(ctx, a, band, alpha, beta, k):
-        window = torch.matmul((a * a).movedim(1, -1), band).movedim(-1, 1)  # (B, C, H, W): Σ a_j² over the window
-        d = window.mul_(alpha).add_(k)  # k + α Σ a²
-        scale = d.pow(-beta)
-        ctx.save_for_backward(a, d, scale, band)
-        ctx.alpha, ctx.beta = alpha, beta
-        return a * scale
+    def forward(ctx, a, size, alpha, beta, k):
+        a = a.contiguous(memory_format=_memory_format(a))
+        d = torch.empty_like(a, dtype=_sum_dtype(a))  # k + α Σ a², kept for the backward pass
+        scale = torch.empty_like(d)  # d^-β
+        out = torch.empty_like(a)
+        padded = _padded_buffer(a, size, fill=k / size)  # padding maps hold k/n: the window then sums to k + α Σ a²
+        for rows in _chunks(a):
+            x = a[rows].to(d.dtype)
+            n, maps = x.shape[0], x.shape[1]
+            torch.addcmul(padded.new_tensor(k / size), x, x, value=alpha, out=padded[:n, size // 2 : size // 2 + maps])
+            _window_sum(padded[:n], maps, size, out=d[rows])
+            _power(d[rows], -beta, out=scale[rows])
+            torch.mul(x, scale[rows], out=out[rows])
+        ctx.save_for_backward(a, d, scale, out)  # out: the pooling layer after it keeps it anyway
+        ctx.size, ctx.alpha, ctx.beta = size, alpha, beta
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        a, d, scale, band = ctx.saved_tensors
         # ∂L/∂a_j = g_j d_j^-β − 2αβ a_j Σ_{i: j in window(i)} g_i a_i d_i^(-β-1); the window is symmetric
-        inner = torch.matmul((grad * a * scale / d).movedim(1, -1), band).movedim(-1, 1)
-        return grad * scale - (2 * ctx.alpha * ctx.beta) * a * inner, None, None, None, None
+        a, d, scale, out = ctx.saved_tensors
+        size = ctx.size
+        grad_a = torch.empty_like(a)
+        padded = _padded_buffer(a, size, fill=0.0)
+        window = torch.empty_like(padded[:, : a.shape[1]])
+        for rows in _chunks(a):
+            x, g = a[rows].to(d.dtype), grad[rows].to(d.dtype)
+            n, maps = x.shape[0], x.shape[1]
+            torch.mul(g, out[rows], out=padded[:n, size // 2 : size // 2 + maps]).div_(d[rows])  # g a d^-β / d
+            inner = _window_sum(padded[:n], maps, size, out=window[:n])
+            torch.addcmul(g * scale[rows], x, inner, value=-2 * ctx.alpha * ctx.beta, out=grad_a[rows])
+        return grad_a, None, None, None, None
+
+
+def _memory_format(a: torch.Tensor) -> torch.memory_format:
+    channels_last = a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _sum_dtype(a: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(a.dtype, torch.float32)
+
+
+def _chunks(a: torch.Tensor, elements: int = 1 << 23) -> list[slice]:
+    """Slices of whole images, about ``elements`` values each (32 MB in float32)."""
+    rows = max(1, elements // max(1, a[0].numel()))
+    return [slice(i, i + rows) for i in range(0, a.shape[0], rows)]
+
+
+def _padded_buffer(a: torch.Tensor, size: int, fill: float) -> torch.Tensor:
+    """(rows, C + 2·(n//2), ...) scratch for one chunk; the n//2 maps at each end hold ``fill``."""
+    rows, half = _chunks(a)[0].stop, size // 2
+    shape = (min(rows, a.shape[0]), a.shape[1] + 2 * half, *a.shape[2:])
+    padded = torch.empty(shape, dtype=_sum_dtype(a), device=a.device, memory_format=_memory_format(a))
+    padded[:, :half] = fill
+    padded[:, a.shape[1] + half :] = fill
+    return padded
+
+
+def _window_sum(padded: torch.Tensor, maps: int, size: int, out: torch.Tensor) -> torch.Tensor:
+    """out_i = Σ_{j=i}^{i+n-1} padded_j for i < maps: sums of adjacent pairs first, so n = 5 takes 3 additions."""
+    if size == 1:
+        return out.copy_(padded[:, :maps])
+    pairs = padded[:, :-1] + padded[:, 1:]
+    terms = [pairs[:, j : j + maps] for j in range(0, size - 1, 2)] + [padded[:, size - 1 : size - 1 + maps]]
+    torch.add(terms[0], terms[1], out=out)
+    for term in terms[2:]:
+        out.add_(term)
+    return out
+
+
+def _power(d: torch.Tensor, exponent: float, out: torch.Tensor) -> torch.Tensor:
+    """d^exponent; the paper's -0.75 as rsqrt(d) · sqrt(rsqrt(d)), three cheap operations instead of exp and log."""
+    if exponent != -0.75:
+        return torch.pow(d, exponent, out=out)
+    torch.rsqrt(d, out=out)
+    return out.mul_(out.sqrt())

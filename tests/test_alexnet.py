@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from lightning_modules import alexnet
 from lightning_modules.alexnet import AlexNet, LocalResponseNorm
 from lightning_modules.alexnet_owt import AlexNetOWT
 
@@ -20,6 +21,47 @@ def test_lrn_is_the_papers_formula_with_its_gradient():
     assert torch.allclose(lrn(a), direct)
     assert torch.allclose(lrn(a), F.local_response_norm(a, 5, alpha=5e-4, beta=0.75, k=2.0))  # PyTorch's α is α/n
     assert torch.autograd.gradcheck(lrn, (a,))
+
+
+def reference_lrn(a: torch.Tensor, n: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+    """§3.3 written out: b_i = a_i / (k + α Σ_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a_j²)^β, α not divided by n."""
+    sums = torch.stack([(a[:, max(0, i - n // 2) : i + n // 2 + 1] ** 2).sum(1) for i in range(a.shape[1])], 1)
+    return a / (k + alpha * sums) ** beta
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lrn_equals_the_straightforward_formula_in_float32_across_chunks(channels_last, monkeypatch):
+    """At the first layer's size, 5 images (in chunks of 3 + 2), activations up to 400: output and gradient to 1e-6."""
+    monkeypatch.setattr(alexnet._chunks, "__defaults__", (3 * 96 * 55 * 55,))
+    torch.manual_seed(0)
+    a = (torch.randn(5, 96, 55, 55) * 100).relu()
+    a[0, :, 0, 0] = 400.0  # where α Σ a² is 80 times k
+    if channels_last:
+        a = a.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(a.shape)
+    ours, theirs = a.clone().requires_grad_(), a.double().requires_grad_()
+    out, expected = LocalResponseNorm(5, 1e-4, 0.75, 2.0)(ours), reference_lrn(theirs)
+    out.backward(g)
+    expected.backward(g.double())
+    assert out.dtype == torch.float32 and out.is_contiguous(memory_format=a_format(a))
+    assert (out.double() - expected).abs().max() <= 1e-6 * expected.abs().max()
+    assert (ours.grad.double() - theirs.grad).abs().max() <= 1e-6 * theirs.grad.abs().max()
+
+
+def a_format(a: torch.Tensor) -> torch.memory_format:
+    return torch.contiguous_format if a.is_contiguous() else torch.channels_last
+
+
+def test_lrn_sums_in_float32_under_bf16():
+    """bf16 would round k + α Σ a² to multiples of 2⁻⁶: the sums run in float32, the output is bf16."""
+    torch.manual_seed(0)
+    a = (torch.randn(2, 16, 5, 5) * 30).relu().bfloat16().requires_grad_()
+    out = LocalResponseNorm(5, 1e-4, 0.75, 2.0)(a)
+    assert out.dtype == torch.bfloat16
+    expected = reference_lrn(a.detach().double())
+    assert torch.allclose(out.double(), expected, rtol=2**-8, atol=0)
+    out.backward(torch.ones_like(out))
+    assert a.grad.dtype == torch.bfloat16 and torch.isfinite(a.grad).all()
 
 
 def test_architecture_towers_and_size():
