@@ -154,6 +154,15 @@ def test_precision_auto_and_aliases():
     assert resolve_precision("16-mixed", "gpu") == "16-mixed"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_says_it_is_slow(native, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # the user's choice stands, and is recorded
+    assert ("no native bf16" in capsys.readouterr().out) is not native
+
+
 def test_bad_seeds_are_refused(quick):
     with pytest.raises(BenchError, match="distinct"):
         run_benchmark("perceptron", quick(task="digits", seeds=[1, 1]))
