@@ -112,6 +112,7 @@ def test_the_harness_overhead_and_epoch_scripts_run_at_toy_size(real_data_dir, t
     """`make perf-overhead` and `make perf`, shrunk: every row trains, the harness row through run_benchmark, and the
     three ways of training an epoch see the same number of images."""
     from benchmarks.perf import harness_overhead, lenet_epoch
+    from benchmarks.running.registry import get_entry
 
     report = harness_overhead.main(["--steps", "4", "--rounds", "1", "--data-dir", str(real_data_dir),
                                     "--json", str(tmp_path / "overhead.json")])  # fmt: skip
@@ -120,3 +121,4 @@ def test_the_harness_overhead_and_epoch_scripts_run_at_toy_size(real_data_dir, t
     epoch = lenet_epoch.main(["--limit-batches", "3", "--workers", "0", "--data-dir", str(real_data_dir)])
     images = {m["images_per_epoch"] for m in epoch["measurements"].values()}
     assert images == {3 * 16} and epoch["targets"]["b/a"] == "<= 1.1"
+    assert "LeNet" in type(get_entry("lenet5").build_model(get_entry("lenet5").task("mnist"))).__name__  # untouched

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import statistics
 import sys
@@ -148,7 +149,7 @@ def lightning(parts: set[str]) -> Callable:
 
 def harness(images, labels, steps: int, folder: Path) -> float:
     """run_benchmark itself, on the probe model, with W&B offline."""
-    entry = get_entry("lenet5")
+    entry = copy.copy(get_entry("lenet5"))  # a copy: the registry's own entry must keep its model
     entry.build_model = lambda task: LinearProbe()
     clock = CPUClock()
     opts = BenchOptions(seeds=[0], max_epochs=1, limit_train_batches=steps, wandb="offline", output_dir=str(folder),
