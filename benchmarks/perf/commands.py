@@ -72,8 +72,6 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
     write_report(report, args.json)
-    if args.json:
-        print(f"wrote {args.json}")
     return report
 
 

@@ -60,7 +60,6 @@ from benchmarks.running.callbacks import (
     RNGStateCheckpoint,
     format_duration,
 )
-from benchmarks.running.lightning_speedups import NoProfiler
 from benchmarks.running.options import BenchOptions
 from benchmarks.running.registry import Entry, config_hash, get_entry
 from benchmarks.running.runfolder import RunFolder
@@ -488,7 +487,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         log_every_n_steps=50,
         default_root_dir=seed_dir,
         plugins=[checkpoints.AtomicCheckpointIO()],  # same-folder temp file + rename, checked before every load
-        profiler=NoProfiler(),  # Lightning's default, less a context manager built for every hook call
+        profiler=lightning_speedups.NoProfiler(),  # Lightning's default, less a context manager per hook call
     )
     if trainer.precision != ctx.precision:  # recorded is what ran (resolve_precision makes Lightning's substitutions)
         raise BenchError(f"Lightning runs precision {trainer.precision} where {ctx.precision} was asked for")
