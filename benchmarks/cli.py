@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("entry", help=f"the entry to run, one of: {', '.join(entries)} (see milestones list)")
     p.defer(add_options)  # every field of BenchOptions
 
+    p = sub.add_parser("join", help="join the result files of seeds run as separate jobs (--part) into one result")
+    p.add_argument("paths", nargs="+", help="part files, or folders (e.g. runs/parts/<task>/<entry>/): every one below")
+    p.add_argument("--seeds", type=_seeds, help="the seeds to join (default: 0 … n-1, the entry's count)")
+    p.add_argument("--results-dir", help="write the joined result here (default: as bench: leaderboards/results, or "
+                   "<output>/smoke-results for smoke parts)")  # fmt: skip
+
     p = sub.add_parser("leaderboard", help="regenerate leaderboards/ from the result files")
     p.add_argument("--results-dir", help="read results from here (default: leaderboards/results)")
     p.add_argument("--out-dir", help="write README.md, leaderboard.csv and plots/ here (default: leaderboards/)")
@@ -301,6 +307,14 @@ def cmd_bench(args) -> None:
     opts = bench_options(args)
     print(results_destination(opts), flush=True)
     result, path = run_benchmark(args.entry, opts)
+    if path is None:  # a process other than rank 0 of a multi-process run: rank 0 reports the one result
+        sys.exit(1 if result.status != "ok" else 0)
+    report_result(result, path)
+
+
+def report_result(result, path) -> None:
+    """The aggregate and where the result went (bench, join); exit 1 when a seed failed (such a result is listed,
+    never ranked)."""
     agg = result.aggregate
     if agg:
         print(f"{result.entry} on {result.task}: {result.metric} {agg.mean:.3f} ± {agg.std:.3f} (n={agg.n}), "
@@ -308,6 +322,16 @@ def cmd_bench(args) -> None:
     print(f"result ({result.status}{', smoke' if result.smoke else ''}): {path}")
     if result.status != "ok":
         sys.exit(1)
+
+
+def cmd_join(args) -> None:
+    from benchmarks.core.results import read_result
+    from benchmarks.judging.join import join_parts
+
+    path = join_parts(args.paths, args.seeds, args.results_dir)
+    result = read_result(path)
+    print(f"joined seeds {[s.seed for s in result.seeds]} of {len(result.parts)} parts")
+    report_result(result, path)
 
 
 def cmd_leaderboard(args) -> None:
@@ -422,6 +446,7 @@ KNOWN_ERRORS = {
     "benchmarks.running.references": "ReferenceError",
     "benchmarks.running.runfolder": "RunFolderError",
     "benchmarks.running.checkpoints": "CheckpointError",
+    "benchmarks.judging.join": "JoinError",
 }
 
 
@@ -439,7 +464,7 @@ def run_command(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
                 "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo,
-                "feature-net": cmd_feature_net, "reference": cmd_reference}  # fmt: skip
+                "feature-net": cmd_feature_net, "reference": cmd_reference, "join": cmd_join}  # fmt: skip
     resume = f"; resume: {resume_command(argv, args.entry)}" if args.command == "bench" else ""
     try:
         try:

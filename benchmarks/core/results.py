@@ -139,11 +139,42 @@ class Hardware(BaseModel):
         return value
 
 
+class RankPlace(Strict):
+    """One process of a distributed run: where it ran and on what (distributed.rank_hardware)."""
+
+    rank: int = Field(ge=0)
+    node_rank: int = Field(ge=0)
+    local_rank: int = Field(ge=0)
+    device: Line
+    torch_threads: int = Field(ge=1)
+    host: Annotated[str, Field(pattern=r"^[0-9a-f]{8}$")]  # a hash of the host name: tells nodes apart, names none
+
+
+class Distributed(Strict):
+    """How a run of several processes was laid out (running/distributed.py): absent for one process."""
+
+    strategy: Annotated[str, Field(pattern=r"^[a-z_]+$")]  # Lightning's strategy_name: ddp, fsdp, …
+    num_nodes: int = Field(ge=1)
+    devices_per_node: int = Field(ge=1)
+    # the config's data.batch_size is the global batch: this is its share; None where each global batch was cut in W
+    # slices (RankSlices: e.g. sentences under a token budget, a batch of no fixed size)
+    batch_per_process: int | None = Field(ge=1)
+    ranks: list[RankPlace] = Field(min_length=2)
+
+
 class Aggregate(Strict):
     mean: float
     std: float = Field(ge=0)  # sample standard deviation (ddof=1); 0 for n = 1
     n: int = Field(ge=1)
     ci95: tuple[float, float]  # Student-t 95 % interval of the mean; (mean, mean) for n = 1
+
+
+class Part(Strict):
+    """A result file a ``milestones join`` joined: its name, the sha256 of its bytes and the seeds it held."""
+
+    file: FileName
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(min_length=1)
 
 
 class Result(Strict):
@@ -166,6 +197,7 @@ class Result(Strict):
     precision: Precision
     deterministic: bool
     world_size: int = Field(ge=1)
+    distributed: Distributed | None = None  # the layout of a multi-process run; None for one process
     config: dict[str, Any]  # the resolved config; validate compares it with the registry's
     config_hash: str = Field(pattern=r"^[0-9a-f]{64}$")  # a sha256 (registry.config_hash)
     dataset: dict[Line, Line]
@@ -174,6 +206,7 @@ class Result(Strict):
     environment: dict[str, Any]
     code: dict[str, StrictStr | StrictBool | None]  # git_commit, git_dirty, commit_from
     wandb: dict[str, Any]
+    parts: list[Part] | None = None  # the per-seed files `milestones join` made it from; None: one run made it
     created: str  # ISO 8601, UTC
 
     @field_validator("created")
@@ -185,6 +218,16 @@ class Result(Strict):
             raise ValueError(f"'{value}' is not an ISO 8601 timestamp") from None
         if when.utcoffset() != timedelta(0):
             raise ValueError(f"'{value}' is not in UTC (+00:00)")
+        return value
+
+    @field_validator("distributed")
+    @classmethod
+    def _one_place_per_rank(cls, value: Distributed | None, info: ValidationInfo) -> Distributed | None:
+        world = info.data.get("world_size")
+        if value is not None and world is not None:
+            if sorted(rank.rank for rank in value.ranks) != list(range(world)):
+                raise ValueError(f"its ranks are {[rank.rank for rank in value.ranks]}, not 0 … {world - 1} of the "
+                                 f"world_size {world}")  # fmt: skip
         return value
 
     @field_validator("environment")
