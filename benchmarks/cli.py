@@ -295,6 +295,9 @@ def results_destination(opts) -> str:
 
     if opts.results_dir:
         return f"result file goes to {Path(opts.results_dir).resolve()}"
+    if opts.part:
+        return (f"result file goes to {paths.output_dir(opts.output_dir) / 'parts'} (a part: `milestones join` makes "
+                "the parts of every seed one result)")  # fmt: skip
     if opts.smoke:
         return f"result file goes to {paths.output_dir(opts.output_dir) / 'smoke-results'} (a smoke run)"
     return (f"result file goes to {paths.RESULTS_DIR}, the leaderboard's committed results; "
@@ -305,7 +308,10 @@ def cmd_bench(args) -> None:
     from benchmarks.running.harness import run_benchmark
 
     opts = bench_options(args)
-    print(results_destination(opts), flush=True)
+    from benchmarks.running.distributed import first_process
+
+    if first_process():  # the other processes of a distributed run start this same command: rank 0 speaks
+        print(results_destination(opts), flush=True)
     result, path = run_benchmark(args.entry, opts)
     if path is None:  # a process other than rank 0 of a multi-process run: rank 0 reports the one result
         sys.exit(1 if result.status != "ok" else 0)

@@ -144,6 +144,7 @@ def test_gpu_check_cpu_dry_run(tmp_path, capsys):
                         "--output-dir", str(tmp_path)])  # fmt: skip
     out = capsys.readouterr().out
     assert status == 0 and "mcculloch-pitts" in out and "bf16-mixed" in out and "32-true" in out
+    assert "multi-GPU leg (every entry under DDP): skipped, 0 GPUs visible" in out
     assert list((tmp_path / "gpu-check" / "smoke-results").rglob("*.json"))
 
 
@@ -195,7 +196,7 @@ def test_every_option_of_bench_options_has_a_flag_and_every_flag_a_field():
     assert set(_flags("bench")) == fields
     assert "callbacks" not in _flags("bench") and "callbacks" not in _flags("demo")
     bench_only = {f.name for f in dataclasses.fields(BenchOptions) if f.metadata.get("bench_only")}
-    assert bench_only == {"max_epochs", "fast_dev_run", "limit_train_batches", "resume", "example_data"}
+    assert bench_only == {"max_epochs", "fast_dev_run", "limit_train_batches", "resume", "example_data", "part"}
     assert set(_flags("demo")) == fields - bench_only
     names = {s for a in _flags("bench").values() for s in a.option_strings}
     assert {"--offline", "--no-deterministic", "--seeds", "--devices", "--example-data", "--wandb-project"} <= names

@@ -78,6 +78,14 @@ def test_every_readme_command_works_as_written(line):
             check_milestones(argv)
     elif words[0] == "milestones":
         check_milestones(words[1:])
+    elif words[0] == "torchrun":  # a distributed launch of the same CLI: its arguments after -m benchmarks.cli
+        assert "-m" in words and words[words.index("-m") + 1] == "benchmarks.cli", line
+        check_milestones(words[words.index("-m") + 2 :])
+    elif words[0] == "sbatch":  # a recipe in benchmarks/launch/ with its entry and bench options
+        script = next(w for w in words[1:] if w.endswith(".sbatch"))
+        assert os.access(REPO_ROOT / script, os.X_OK), f"{script}: no such executable recipe"
+        entry, *options = words[words.index(script) + 1 :]
+        check_milestones(["bench", entry, *options])
     elif words[0] == "wandb":
         assert (Path(os.sys.executable).parent / "wandb").exists(), "wandb's CLI is installed with the project"
     elif words[0] == ".ci/run":

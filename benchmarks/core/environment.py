@@ -57,13 +57,15 @@ def environment(accelerator: str) -> dict:
     }
 
 
-def hardware_label(env: dict) -> str:
-    """Short label for tables: 'NVIDIA H100 80GB HBM3 ×1' or 'CPU: AMD EPYC 7B13 (2 cores)'."""
+def hardware_label(env: dict, world_size: int = 1) -> str:
+    """Short label for tables: 'NVIDIA H100 80GB HBM3 ×1' or 'CPU: AMD EPYC 7B13 (2 cores)'; a run of several
+    processes (DDP) says how many: 'NVIDIA H100 ×8, 32 processes', 'CPU: … (2 cores), 2 processes'."""
+    processes = f", {world_size} processes" if world_size > 1 else ""
     if env["accelerator"] == "gpu":
-        return f"{env['device']} ×{env['device_count']}"
-    threads = env.get("torch_threads")
+        return f"{env['device']} ×{env['device_count']}{processes}"
+    threads = env.get("torch_threads") if world_size == 1 else None  # a process's own: the result's ranks record them
     suffix = f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""
-    return f"CPU: {env['device']} ({env['device_count']} cores{suffix})"
+    return f"CPU: {env['device']} ({env['device_count']} cores{suffix}){processes}"
 
 
 def git(*args: str, input: str | None = None) -> str | None:

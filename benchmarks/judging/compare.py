@@ -81,7 +81,7 @@ def table(results: list[tuple[Path, Result]]) -> list[str]:
     add("time-to-target", [_ttt(r) for _, r in results])
     add("throughput", [f"{r.samples_per_s:,.0f} samples/s" if r.samples_per_s else "—" for _, r in results])
     add("train time / seed", [f"{sum(s.train_time_s for s in r.seeds) / len(r.seeds):.1f} s" for _, r in results])
-    add("hardware", [hardware_label(r.environment) for _, r in results])
+    add("hardware", [hardware_label(r.environment, r.world_size) for _, r in results])
     add("precision", [r.precision + ("" if r.deterministic else ", non-deterministic") for _, r in results])
     add("peak memory", [f"{r.peak_memory_mb:,.0f} MB" for _, r in results])
     for name in ("torch", "lightning", "torchmetrics"):

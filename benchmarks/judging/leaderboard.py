@@ -164,7 +164,7 @@ def _row(path: Path, result: Result) -> dict:
         "values": result.metric_values(),
         "reached": f"{reached}/{len(result.seeds)}",
         "samples_per_s": result.samples_per_s,
-        "hardware": hardware_label(result.environment),
+        "hardware": hardware_label(result.environment, result.world_size),
         "precision": result.precision,
         "peak_memory_mb": result.peak_memory_mb,
         "config_hash": result.config_hash[:12],

@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
 from benchmarks.core import faults
+from benchmarks.running import distributed
 
 
 class KillPoints(L.Callback):
@@ -24,6 +25,27 @@ class KillPoints(L.Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         faults.reached("evaluation")
+
+
+class RanksAgree(L.Callback):
+    """Under DDP, every validation metric must be the same number on every process: model selection and the learning
+    rate schedules read it on each. A metric computed from a process's share without reducing it stops the run."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.world_size == 1:
+            return
+        values = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
+        differ = distributed.disagreement(trainer, values)
+        if differ:
+            raise RanksDisagree(
+                f"validation metrics {', '.join(differ)} differ between the {trainer.world_size} processes: the model "
+                "computes them from its own share without reducing them (use torchmetrics, or self.log(..., "
+                "sync_dist=True)); run it with --devices 1"
+            )
+
+
+class RanksDisagree(RuntimeError):
+    """Under DDP, a metric that is not the same number on every process."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,10 +93,15 @@ class BenchmarkMeter(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and batch_idx % self._check_every == 0 and not math.isfinite(float(loss)):
-            raise NonFiniteLossError(
-                f"training loss is {float(loss)} at epoch {trainer.current_epoch}, step {batch_idx}"
-            )
+        if loss is not None and batch_idx % self._check_every == 0:
+            bad = not math.isfinite(float(loss))
+            if self._world_size > 1:  # every process stops together, or the others would wait for it for ever
+                bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+            if bad:
+                raise NonFiniteLossError(
+                    f"training loss is {float(loss)} at epoch {trainer.current_epoch}, step {batch_idx}"
+                    + (" (on one of the processes)" if self._world_size > 1 and math.isfinite(float(loss)) else "")
+                )
         self.samples += int(self.count(batch)) * self._world_size
 
     def on_validation_start(self, trainer, pl_module):

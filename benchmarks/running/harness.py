@@ -9,9 +9,11 @@ which entry or kind of task it runs: that lives in the entry's model and the tas
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import errno
+import json
 import logging
 import math
 import os
@@ -50,16 +52,19 @@ from benchmarks.core.results import (
     write_atomic,
     write_result,
 )
-from benchmarks.running import checkpoints, lightning_speedups
+from benchmarks.running import checkpoints, distributed, lightning_speedups
 from benchmarks.running.callbacks import (
     BenchmarkMeter,
     EpochProgressBar,
     KillPoints,
     NonFiniteLossError,
     PlainProgress,
+    RanksAgree,
+    RanksDisagree,
     RNGStateCheckpoint,
     format_duration,
 )
+from benchmarks.running.distributed import first_process
 from benchmarks.running.options import BenchOptions
 from benchmarks.running.registry import Entry, config_hash, get_entry
 from benchmarks.running.runfolder import RunFolder
@@ -106,11 +111,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*configure_optimizers` returned `None`.*")
-
-
-def is_first_process() -> bool:
-    """Rank 0 of node 0 (also before Lightning has set up its strategy): the one process that writes files."""
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    # under DDP the harness checks that every metric is the same number on every process (distributed.disagreement):
+    # torchmetrics reduce across processes themselves, which Lightning cannot see when it recommends sync_dist
+    warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -266,6 +269,8 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
     resolved = entry.resolved_config(task, opts.max_epochs)
     chash = config_hash(resolved)
     variant = f"{chash[:12]}-{precision}" + ("-smoke" if opts.smoke else "")
+    if opts.part:  # seeds run as separate jobs at once: each its own folder (and lock) under the run's
+        variant += f"/part-seeds-{'-'.join(map(str, seeds))}"
     ctx = RunContext(
         entry=entry,
         opts=opts,
@@ -279,11 +284,16 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
         code=code_identity(),
     )
     results_dir = Path(opts.results_dir) if opts.results_dir else None
-    if results_dir is None:
+    if results_dir is None and opts.part:
+        results_dir = paths.output_dir(opts.output_dir) / "parts"  # `milestones join` makes them one result
+    elif results_dir is None:
         results_dir = paths.output_dir(opts.output_dir) / "smoke-results" if opts.smoke else paths.RESULTS_DIR
     folder = RunFolder(ctx.run_root)
+    # the other processes of a distributed run say nothing: rank 0 speaks for the run (their errors still show)
+    quiet = contextlib.nullcontext() if first_process() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:
-        return run_in_folder(ctx, task, seeds, folder, results_dir)
+        with quiet:
+            return run_in_folder(ctx, task, seeds, folder, results_dir)
     finally:
         folder.unlock()  # also on an error or an interrupt: a later run in this process must be able to take it
 
@@ -292,7 +302,7 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
     entry, opts, accelerator, wandb_mode = ctx.entry, ctx.opts, ctx.accelerator, ctx.wandb_mode
     precision = ctx.precision
     resolved, chash = ctx.resolved, ctx.chash
-    if is_first_process():  # the other ranks of a multi-device run are its children: they share the folder
+    if first_process():  # the other ranks of a multi-device run are its children: they share the folder
         output_setting = (
             "--output-dir" if opts.output_dir or not os.environ.get("MILESTONES_OUTPUT") else "MILESTONES_OUTPUT"
         )
@@ -305,6 +315,8 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
         recorded = {"seeds": seeds, "precision": precision, "accelerator": accelerator, "devices": opts.devices,
                     "deterministic": opts.deterministic, "threads": opts.threads, "fast_dev_run": opts.fast_dev_run,
                     "limit_train_batches": opts.limit_train_batches}  # fmt: skip
+        if (opts.num_nodes, opts.strategy) != (1, "auto"):  # only then: run folders from before stay resumable
+            recorded |= {"num_nodes": opts.num_nodes, "strategy": opts.strategy}
         folder.check_options(recorded, opts.resume)
         finished = folder.finished() if opts.resume else None
         if finished:
@@ -323,10 +335,11 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
     if accelerator == "gpu":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    seed_results, world_size, dataset = [], 1, {}
+    seed_results, layout, dataset = [], None, {}
     for index, seed in enumerate(seeds):
-        seed_result, world_size, dataset = run_seed(ctx, task, seed)
+        seed_result, seed_layout, dataset = run_seed(ctx, task, seed)
         seed_results.append(seed_result)
+        layout = layout or seed_layout
         left = seeds[index + 1 :]
         if left:  # the run's ETA: the seeds so far, on average, times the seeds left
             eta = (time.perf_counter() - started) / (index + 1) * len(left)
@@ -353,7 +366,8 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
         wall_time_s=time.perf_counter() - started,
         precision=precision,
         deterministic=opts.deterministic,
-        world_size=world_size,
+        world_size=len(layout["ranks"]) if layout else 1,
+        distributed=layout if layout and len(layout["ranks"]) > 1 else None,
         config=resolved,
         config_hash=chash,
         dataset=dataset,
@@ -362,7 +376,7 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
         wandb={"mode": wandb_mode, "project": opts.wandb_project, "group": f"{entry.name}/{task.name}"},
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
-    path = publish(result, folder, results_dir, paths.output_dir(opts.output_dir)) if is_first_process() else None
+    path = publish(result, folder, results_dir, paths.output_dir(opts.output_dir)) if first_process() else None
     return result, path
 
 
@@ -394,10 +408,13 @@ def copy_artifacts(result: Result, path: Path, output_dir: Path) -> None:
             faults.reached("artifact-copy")
 
 
-def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
+def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None, dict]:
+    """Train and test one seed; returns its record, the run's distributed layout (distributed.describe; None for a
+    seed finished earlier whose layout was not kept) and the data's identity."""
     opts, entry = ctx.opts, ctx.entry
     seed_dir = ctx.run_root / f"seed-{seed}"
     record = seed_dir / "seed_result.json"
+    layout_file = seed_dir / "distributed.json"
     last_ckpt = seed_dir / "checkpoints" / "last.ckpt"
     if opts.example_data:  # the task's tiny generated copy of its data, read by the same code (a smoke run)
         datamodule = task.example_datamodule(ctx.run_root / "example-data", entry.config.data.batch_size, seed=seed,
@@ -418,7 +435,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
                   "end again from its checkpoint", flush=True)  # fmt: skip
         else:
             print(f"seed {seed}: already finished in {seed_dir}, reusing it (--resume)", flush=True)
-            return done, 1, datamodule.identity()
+            layout = json.loads(layout_file.read_text()) if layout_file.exists() else None
+            return done, layout, datamodule.identity()
     resume_from = last_ckpt if opts.resume and last_ckpt.exists() else None
     if resume_from is not None:
         damaged = [f"{p.name} {found}" for p in sorted(last_ckpt.parent.glob("*.ckpt"))
@@ -426,7 +444,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         if damaged:
             print(f"seed {seed}: cannot resume, {'; '.join(damaged)}; starting this seed over", flush=True)
             resume_from = None
-    if resume_from is None and seed_dir.exists():
+    if resume_from is None and seed_dir.exists() and first_process():
         shutil.rmtree(seed_dir)  # a fresh run never mixes with an abandoned one's checkpoints
     if resume_from:
         print(f"seed {seed}: resuming from {resume_from}", flush=True)
@@ -456,7 +474,9 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     )
     selection = [] if final else [checkpoint]
     kill_points = [KillPoints()] if faults.armed() else []  # the fault tests' per-step ones: a call a step otherwise
-    callbacks = [meter, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks, *kill_points]
+    agree = RanksAgree()  # under DDP: every validation metric the same number on every rank
+    callbacks = [meter, agree, RNGStateCheckpoint(), *selection, latest, *task.callbacks(), *opts.callbacks,
+                 *kill_points]  # fmt: skip
     progress = opts.progress if opts.progress != "auto" else ("rich" if sys.stdout.isatty() else "plain")
     if progress == "rich":
         callbacks.append(EpochProgressBar())
@@ -472,6 +492,10 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     trainer = make_trainer(
         accelerator=ctx.accelerator,
         devices=opts.devices,
+        num_nodes=opts.num_nodes,
+        strategy=distributed.strategy_for(
+            opts.strategy, distributed.processes(opts.devices, opts.num_nodes, ctx.accelerator), model
+        ),
         precision=ctx.precision,
         # the recipe's own Trainer arguments (registry.TRAINER_ARGS, typed against Lightning's); null or absent is
         # Lightning's default (check_val_every_n_epoch None would mean "every val_check_interval steps" to Lightning)
@@ -494,6 +518,12 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     if trainer.world_size > 1 and not any(p.requires_grad for p in model.parameters()):
         raise BenchError(f"{entry.name} has no gradient-trained parameters, so {trainer.world_size} devices have "
                          "nothing to share: run it with --devices 1")  # fmt: skip
+    if trainer.world_size > 1 and getattr(model, "ddp_unsupported", None):
+        raise BenchError(f"{entry.name} cannot run under DDP: {model.ddp_unsupported}; run it with --devices 1")
+    try:  # the recipe's batch is the global one: each process takes its share (distributed.py)
+        batch_per_process = distributed.split_batches(datamodule, trainer)
+    except distributed.BatchSplitError as error:
+        raise BenchError(str(error)) from None
     started = time.perf_counter()
     status, failure, metrics, notes = "ok", None, {}, {}
     lightning_speedups.install()  # Lightning's per-step costs that change nothing (see that module)
@@ -502,14 +532,20 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
     except NonFiniteLossError as error:
         status, failure = "failed", str(error)
         print(f"seed {seed}: FAILED, {error}", flush=True)
+    except RanksDisagree as error:
+        raise BenchError(str(error)) from None
     except (KeyboardInterrupt, SystemExit) as error:
         raise interrupted(error, trainer, seed, last_ckpt, wandb_logger) from error
+    if status == "ok" and distributed.disagreement(trainer, {"weights": distributed.weights_digest(model)}):
+        raise BenchError(f"after training, the {trainer.world_size} processes hold different weights: {entry.name} "
+                         "changes parameters outside its optimiser's gradients, which DDP does not share; run it with "
+                         "--devices 1")  # fmt: skip
+    layout = distributed.describe(trainer, batch_per_process)
     measured = copy.deepcopy(meter.state_dict())  # trainer.test(ckpt_path=best) restores callback states: keep ours
     if status == "ok":
         best = None if final else (checkpoint.best_model_path or None)  # None: the model's weights as they are
         try:
-            (seed_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)  # the task's files to publish go here
-            metrics = task.evaluate(trainer, model, datamodule, best, artifacts=seed_dir / ARTIFACTS)
+            metrics = evaluate(task, trainer, model, datamodule, best, seed_dir / ARTIFACTS)
         except (KeyboardInterrupt, SystemExit) as error:
             raise interrupted(error, trainer, seed, last_ckpt, wandb_logger) from error
         notes = {k: v for k, v in metrics.items() if isinstance(v, str)}  # e.g. sacrebleu's signature
@@ -539,16 +575,34 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, int, dict]:
         samples_per_s=meter.throughput,
         epochs=trainer.current_epoch,
         val_history=meter.history,
-        wandb_run=finish_wandb(wandb_logger, metrics),
+        wandb_run=finish_wandb(wandb_logger, metrics) if trainer.global_rank == 0 else None,
         log_dir=os.path.relpath(seed_dir, paths.output_dir(opts.output_dir)),  # another machine's paths mean nothing
         artifacts=sorted(p.name for p in (seed_dir / ARTIFACTS).glob("*") if p.is_file()),
     )
     if trainer.global_rank == 0:
+        write_atomic(json.dumps(layout, indent=2), layout_file, overwrite=True)
         write_atomic(seed_result.model_dump_json(indent=2), record, overwrite=True)
     if status == "ok":
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         print(f"seed {seed}: test {shown}; {seed_result.train_time_s:.1f}s training", flush=True)
-    return seed_result, trainer.world_size, datamodule.identity()
+    return seed_result, layout, datamodule.identity()
+
+
+def evaluate(task, trainer: L.Trainer, model, datamodule, best: str | None, artifacts: Path) -> dict:
+    """``task.evaluate`` on every process; rank 0 keeps the artifacts (the others write theirs to a folder that
+    goes), and every metric must be the same number on every rank (an evaluation that reduced its shards)."""
+    with contextlib.ExitStack() as stack:
+        if trainer.global_rank != 0:
+            artifacts = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="milestones-artifacts-")))
+        artifacts.mkdir(parents=True, exist_ok=True)  # the task's files to publish go here
+        metrics = task.evaluate(trainer, model, datamodule, best, artifacts=artifacts)
+    numbers = {key: value for key, value in metrics.items() if not isinstance(value, str)}
+    differ = distributed.disagreement(trainer, numbers)
+    if differ:
+        raise BenchError(f"test metrics {', '.join(differ)} differ between the {trainer.world_size} processes: the "
+                         "task's evaluation used each process's share without reducing it (torchmetrics, or "
+                         "trainer.strategy.reduce); run it with --devices 1")  # fmt: skip
+    return metrics
 
 
 def make_trainer(**kwargs) -> L.Trainer:
@@ -597,7 +651,7 @@ def make_wandb_logger(ctx: RunContext, task, seed: int, seed_dir: Path, resuming
     run_id = id_file.read_text().strip() if resuming and id_file.exists() else ""
     if not run_id:
         run_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8))  # W&B's own form
-        if is_first_process():
+        if first_process():
             write_atomic(run_id, id_file, overwrite=True)  # other ranks' loggers never start a run
     logger = WandbLogger(
         id=run_id,

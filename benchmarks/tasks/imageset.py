@@ -84,6 +84,9 @@ def _manifest_problem(path: Path, record: Path) -> str | None:
 class ImageSetData(L.LightningDataModule):
     cache_name = "images"  # the cache folder's prefix
     storage_size = 256  # AlexNet §2: images are stored at 256×256
+    # each process decodes only its share of the images (imagecache's batches, by the trainer's rank); under DDP the
+    # harness sets ``batch_size`` to the share of the global batch (running/distributed.py)
+    shards_by_rank = True
     crop_size = 224  # training crops
     val_size = 500  # training images held out for model selection and the plateau schedule
     split_seed = 0  # fixed: every run validates on the same images

@@ -21,6 +21,9 @@ class InMemoryImageData(L.LightningDataModule):
     val_size = 5_000  # images held out of the training set for model selection
     split_seed = 0  # fixed: every run, entry and machine validates on the same images
     shuffle_split = True  # False: the last ``val_size`` training images validate, in file order
+    # each process's loaders take their own share (TensorBatches, by the trainer's rank); under DDP the harness sets
+    # ``batch_size`` to the share of the global batch (running/distributed.py)
+    shards_by_rank = True
 
     def __init__(
         self, data_dir: Path | None, batch_size: int, seed: int = 0, download: bool = True, eval_batch_size=1000

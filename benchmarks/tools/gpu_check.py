@@ -6,7 +6,9 @@
 2. the full ``lenet5-modern`` benchmark on MNIST (all its default seeds, precision auto = bf16-mixed where the GPU
    supports it), written to leaderboards/results like any ``milestones bench`` run (skip it with ``--no-full``);
 3. a summary table: entry, task, precision, status, test error, samples/s, peak memory, and the exception of every
-   run that raised one. Each run is caught on its own so one failure hides no other; the exit status is 1 when any
+   run that raised one;
+4. where more than one GPU is visible, every entry briefly under DDP on all of them (benchmarks/tools/ddp_check).
+   Each run is caught on its own so one failure hides no other; the exit status is 1 when any
    run failed. Runs on a task whose data is not in the data folder are skipped with the reason (nothing downloads).
 
 Run: make gpu-check   (ARGS='--no-full' for the smoke runs only). Estimated, not yet measured: 18 smoke runs of a few
@@ -185,12 +187,30 @@ def main(argv: list[str] | None = None) -> int:
         rows[-1].full = True
 
     print_summary(rows)
+    ddp_status = multi_gpu_leg(accelerator, output, data_dir)
     bad = [r for r in rows if r.status in ("failed", "error")]
     skipped = [r for r in rows if r.status == "skipped"]
     print(f"\n{len(rows)} runs in {time.perf_counter() - started:.0f}s: {len(rows) - len(bad) - len(skipped)} ok, "
           f"{len(bad)} failed, {len(skipped)} skipped" + (" (peak memory on CPU is the process's maximum RSS so far)"
           if accelerator == "cpu" else ""))  # fmt: skip
-    return 1 if bad else 0
+    return 1 if bad or ddp_status else 0
+
+
+def multi_gpu_leg(accelerator: str, output: Path, data_dir: Path) -> int:
+    """Where more than one GPU is visible: every entry briefly under DDP on all of them (benchmarks/tools/ddp_check,
+    its own process: Lightning starts the other ranks by running that command again). Returns its exit status."""
+    import subprocess
+
+    import torch
+
+    gpus = torch.cuda.device_count() if accelerator == "gpu" else 0
+    if gpus < 2:
+        print(f"\nmulti-GPU leg (every entry under DDP): skipped, {gpus} GPU{'s' * (gpus != 1)} visible", flush=True)
+        return 0
+    print(f"\nmulti-GPU leg: every entry under DDP on {gpus} GPUs", flush=True)
+    command = [sys.executable, "-m", "benchmarks.tools.ddp_check", "--devices", str(gpus), "--data-dir",
+               str(data_dir), "--output-dir", str(output / "gpu-check")]  # fmt: skip
+    return subprocess.run(command).returncode
 
 
 if __name__ == "__main__":
