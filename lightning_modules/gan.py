@@ -111,12 +111,6 @@ class GAN(AdversarialGenerator):
         mean = (total / count).clamp(1e-7, 1 - 1e-7)
         self.generator[-1].bias.copy_(torch.logit(mean).to(self.generator[-1].bias))
 
-    # read by the harness: DDP's reducer expects every parameter of the graph in each backward pass
-    ddp_unsupported = (
-        "its simultaneous update takes two partial backward passes through one graph (the discriminator's, then the "
-        "generator's parameters), which DDP's gradient reducer does not support"
-    )
-
     def training_step(self, batch, batch_idx):
         images, _ = batch
         real = images.flatten(1)  # (B, 784) in [0, 1]

@@ -27,7 +27,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
 from lightning_modules.base import ImageGenerator
 
@@ -44,7 +43,6 @@ class VAE(ImageGenerator):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.val_lower_bound = MeanMetric()
         pixels = math.prod(input_shape)
         self.encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.Tanh())  # h = tanh(W3 x + b3)
         self.mean = nn.Linear(hidden, latent_dim)  # μ = W4 h + b4
@@ -97,11 +95,7 @@ class VAE(ImageGenerator):
     def validation_step(self, batch, batch_idx):
         images, _ = batch
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)  # the same ε every epoch
-        self.val_lower_bound.update(self.lower_bound(images, generator))  # nats per image
-
-    def on_validation_epoch_end(self):
-        self.log("val/lower_bound", self.val_lower_bound.compute())  # the mean over every image, across DDP ranks
-        self.val_lower_bound.reset()
+        self.log("val/lower_bound", self.lower_bound(images, generator).mean())  # nats per image
 
     def configure_optimizers(self):
         return torch.optim.Adagrad(self.parameters(), lr=self.hparams.lr)

@@ -325,3 +325,33 @@ def test_the_seeds_recipe_runs_seeds_as_parallel_jobs_and_joins_them(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     joined = the_result(tmp_path)
     assert [seed.seed for seed in joined.seeds] == [0, 1] and len(joined.parts) == 2
+
+
+def test_the_reducers_refusal_is_recognised_and_nothing_else():
+    refusal = RuntimeError("Expected to have finished reduction in the prior iteration before starting a new one.")
+    assert distributed.reducer_refused(refusal)
+    assert not distributed.reducer_refused(RuntimeError("CUDA out of memory")) and not distributed.reducer_refused(
+        ValueError("Expected to have finished reduction in the prior iteration")
+    )
+
+
+@pytest.mark.slow
+def test_verify_reruns_a_ddp_result_with_its_layout_and_matches_exactly(tmp_path):
+    """A full-budget DDP result (mlp on the bundled digits, 2 processes) verifies exactly: verify re-runs it as 2
+    processes (Lightning starts the second by running `milestones verify` again), not as one."""
+    from benchmarks.core.environment import git
+
+    env = {k: v for k, v in os.environ.items() if k not in distributed.RANK_VARIABLES}
+    env["MILESTONES_GIT_COMMIT"] = git("rev-parse", "HEAD") or "unknown"  # the tests' tree may be uncommitted
+    command = [str(BIN / "milestones"), "bench", "mlp", "--task", "digits", "--accelerator", "cpu", "--devices", "2",
+               "--seeds", "0", "--wandb", "off", "--progress", "none", "--output-dir", str(tmp_path / "runs"),
+               "--results-dir", str(tmp_path / "results")]  # fmt: skip
+    out = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    recorded = find_results(tmp_path / "results")[0]
+    verify = [str(BIN / "milestones"), "verify", str(recorded), "--output-dir", str(tmp_path / "verify")]
+    out = subprocess.run(verify, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0 and "verdict: MATCH (exact)" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count("verdict:") == 1  # the second process says nothing
+    rerun = read_result(find_results(tmp_path / "verify" / "verify-results")[0])
+    assert rerun.world_size == 2

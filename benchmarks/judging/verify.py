@@ -23,14 +23,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from benchmarks.core import paths, provenance
 from benchmarks.core.environment import drift, environment
 from benchmarks.core.results import Result, ResultError, SeedResult, read_result
 from benchmarks.core.stats import verify_tolerance
+from benchmarks.running.distributed import first_process
 from benchmarks.running.harness import BenchError, BenchOptions, resolve_accelerator, run_benchmark
 from benchmarks.running.registry import ConfigError, config_hash, entry_from_resolved, get_entry, run_differences
 from benchmarks.tasks import UnknownNameError
@@ -107,7 +112,14 @@ def preflight(result: Result, accelerator: str | None) -> tuple[list[str], list[
     elif dirty is None and commit:
         source = result.code.get("commit_from", "recorded")
         notes.append(f"commit {commit[:10]} was {source} without a clean-tree check")
+    layout = result.distributed
+    if layout is not None and layout.num_nodes > 1:
+        refusals.append(f"made on {layout.num_nodes} nodes: verify re-runs on this machine only; re-run it with the "
+                        "launcher it used (README, Scale out) and `milestones compare` the two results")  # fmt: skip
     recorded_accel = result.environment.get("accelerator", "cpu")
+    if layout is not None and recorded_accel == "gpu" and torch.cuda.device_count() < layout.devices_per_node:
+        refusals.append(f"made on {layout.devices_per_node} GPUs and this machine has {torch.cuda.device_count()}: "
+                        "re-run it where there are as many (a DDP run re-runs with its own layout)")  # fmt: skip
     if accelerator is None and recorded_accel == "gpu" and resolve_accelerator("auto") != "gpu":
         refusals.append("recorded on a GPU and this machine has none: add --accelerator cpu to compare within the "
                         "tolerance instead of exactly")  # fmt: skip
@@ -122,6 +134,9 @@ def rerun_options(result: Result, opts: VerifyOptions) -> BenchOptions:
         raise BenchError(f"--seeds {extra} were not in the result (its seeds: {recorded})")
     accelerator = resolve_accelerator(opts.accelerator or result.environment.get("accelerator", "cpu"))
     threads = result.environment.get("torch_threads") if accelerator == "cpu" else None
+    layout = result.distributed  # a DDP run re-runs as one: its processes on this machine (Lightning starts them)
+    if layout is not None:
+        threads = None  # Lightning gives each process its share of the cores, as it did; the ranks record it
     output = paths.output_dir(opts.output_dir)
     return BenchOptions(
         task=result.task,
@@ -136,6 +151,8 @@ def rerun_options(result: Result, opts: VerifyOptions) -> BenchOptions:
         threads=threads,
         download=opts.download,
         progress=opts.progress,
+        devices=layout.devices_per_node if layout else 1,
+        strategy=layout.strategy if layout and layout.strategy in ("ddp", "fsdp") else "auto",
     )
 
 
@@ -189,7 +206,13 @@ def comparison(recorded: Result, rerun: Result) -> tuple[bool, str, str, list[st
 
 
 def verify(path: Path | str, opts: VerifyOptions) -> int:
-    path = Path(path)
+    if not first_process():  # the other processes of a DDP re-run start this same command: rank 0 speaks
+        with contextlib.redirect_stdout(open(os.devnull, "w")):
+            return _verify(Path(path), opts)
+    return _verify(Path(path), opts)
+
+
+def _verify(path: Path, opts: VerifyOptions) -> int:
     result = read_result(path)
     registered = gate(result, path)  # before anything else looks at what the file names
     refusals, notes = preflight(result, opts.accelerator)

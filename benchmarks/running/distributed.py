@@ -126,6 +126,32 @@ def _slice(batch, start: int, stop: int):
     return type(batch)(_slice(value, start, stop) for value in batch)
 
 
+def reduce_evaluation_logs(model) -> None:
+    """Under DDP: every value ``model`` logs while validating or testing is averaged across the processes
+    (Lightning's ``sync_dist``), so that a value computed on a process's share (a mean over its batches) becomes the
+    run's, the same number on every process; the shares differ by at most one example a batch, so each process's mean
+    weighs alike up to that. A torchmetrics value, already reduced and the same everywhere, is left as it is. Training
+    logs stay each process's own: reducing them would cost a collective on every step."""
+    log = model.log
+
+    def log_synced(name, value, *args, **kwargs):
+        if not model.training:
+            kwargs.setdefault("sync_dist", True)
+        return log(name, value, *args, **kwargs)
+
+    model.log = log_synced
+
+
+# DDP's gradient reducer refuses a training step that leaves a parameter of the graph without its gradient (two
+# partial backward passes through one graph, as the 2014 GAN's simultaneous update takes): its messages begin so
+REDUCER_REFUSALS = ("It looks like your LightningModule has parameters that were not used",
+                    "Expected to have finished reduction in the prior iteration")  # fmt: skip
+
+
+def reducer_refused(error: BaseException) -> bool:
+    return isinstance(error, RuntimeError) and str(error).startswith(REDUCER_REFUSALS)
+
+
 def weights_digest(model: torch.nn.Module) -> int:
     """A 52-bit digest of the model's parameters (exact in a float64; not the buffers: BatchNorm's running statistics
     are each rank's own)."""

@@ -518,8 +518,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
     if trainer.world_size > 1 and not any(p.requires_grad for p in model.parameters()):
         raise BenchError(f"{entry.name} has no gradient-trained parameters, so {trainer.world_size} devices have "
                          "nothing to share: run it with --devices 1")  # fmt: skip
-    if trainer.world_size > 1 and getattr(model, "ddp_unsupported", None):
-        raise BenchError(f"{entry.name} cannot run under DDP: {model.ddp_unsupported}; run it with --devices 1")
+    if trainer.world_size > 1:
+        distributed.reduce_evaluation_logs(model)
     try:  # the recipe's batch is the global one: each process takes its share (distributed.py)
         batch_per_process = distributed.split_batches(datamodule, trainer)
     except distributed.BatchSplitError as error:
@@ -534,6 +534,12 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
         print(f"seed {seed}: FAILED, {error}", flush=True)
     except RanksDisagree as error:
         raise BenchError(str(error)) from None
+    except RuntimeError as error:
+        if not distributed.reducer_refused(error):
+            raise
+        raise BenchError(f"{entry.name} cannot run under DDP: its training step leaves parameters of its graph without "
+                         "their gradient in a backward pass (e.g. two partial backward passes through one graph), "
+                         "which DDP's gradient reducer refuses; run it with --devices 1") from None  # fmt: skip
     except (KeyboardInterrupt, SystemExit) as error:
         raise interrupted(error, trainer, seed, last_ckpt, wandb_logger) from error
     if status == "ok" and distributed.disagreement(trainer, {"weights": distributed.weights_digest(model)}):
