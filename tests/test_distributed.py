@@ -237,15 +237,15 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_weights(ddp_run, data_arg
 
 @pytest.mark.slow
 def test_torchrun_two_nodes_on_localhost_give_the_same_numbers(ddp_run, data_args, tmp_path):
-    """Two `torchrun` invocations, one process per "node", rendezvous on 127.0.0.1: the numbers of the run that
-    Lightning launched, one result file, written by the global rank 0 only."""
+    """The same `torchrun` command twice, one process per "node", meeting at a c10d rendezvous on 127.0.0.1: the
+    numbers of the run that Lightning launched, one result file, written by the global rank 0 only."""
     _, reference = ddp_run
     port = str(free_port())
     nodes = [
         bench(tmp_path, "--devices", "1", "--num-nodes", "2", *data_args,
-              launcher=[str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node),
-                        "--master-addr", "127.0.0.1", "--master-port", port, "-m", "benchmarks.cli"])
-        for node in (0, 1)
+              launcher=[str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+                        "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "milestones-test", "-m", "benchmarks.cli"])
+        for _ in (0, 1)
     ]  # fmt: skip
     for out in finish(*nodes):
         assert out.endswith("(exit 0)"), out
