@@ -14,7 +14,8 @@ from outside) and owns the process group. Here:
 - **Agreement.** After training the ranks must hold the same weights (a model that updates weights outside its
   optimiser's gradients would drift apart silently), and every validation and test metric must be the same number
   on every rank (a metric computed from a rank's own shard without reducing it would differ): ``disagreement``
-  compares them across ranks.
+  compares them across ranks. What a model logs itself while evaluating is averaged across ranks for it
+  (``reduce_evaluation_logs``), and a training step that DDP's reducer refuses is recognised (``reducer_refused``).
 - **What ran where.** ``describe`` records the strategy, the nodes, the batch per process and every rank's hardware.
 """
 
