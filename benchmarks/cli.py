@@ -437,7 +437,11 @@ def main(argv: list[str] | None = None) -> None:
         if cause is None:
             raise
         print("milestones: interrupted by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
-        sys.exit(130)
+        sys.stdout.flush()
+        # not sys.exit: a Ctrl-C that landed in Python code an extension runs while importing (torch's) leaves
+        # CPython's "unhandled Ctrl-C" flag set, and its shutdown then kills the process with SIGINT (status -2)
+        # whatever exit status was asked for (seen once in CI); nothing is left to clean up this far out
+        os._exit(130)
 
 
 # The errors a command reports in one line (exit 2), by module: each is looked up only where its module was loaded
