@@ -114,6 +114,34 @@ def test_a_batch_that_does_not_divide_is_refused_with_what_to_do():
         process_batch(100, 3)
 
 
+@pytest.mark.parametrize(
+    ("env", "devices", "nodes", "said"),
+    [
+        ({"WORLD_SIZE": "2"}, 1, 1, "the launcher started 2 processes but --devices 1 × --num-nodes 1 make 1"),
+        ({"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "job"}, 2, 1, "started 4 processes but --devices 2 × --num-nodes 1"),
+        ({}, 1, 2, "--num-nodes 2 needs the same command started on every node: by torchrun or SLURM's srun"),
+        ({"WORLD_SIZE": "2"}, 1, 2, None),  # torchrun, 2 nodes of 1
+        ({"NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1"}, 2, 2, None),  # by hand, as Lightning's multi-node launch
+        ({"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "interactive"}, 1, 1, None),  # Lightning ignores such a job
+        ({}, 2, 1, None),  # Lightning's own launcher
+    ],
+)
+def test_a_launch_that_does_not_match_the_options_is_refused_before_it_starts(monkeypatch, env, devices, nodes, said):
+    for name in (*distributed.RANK_VARIABLES, "WORLD_SIZE", "SLURM_NTASKS", "SLURM_JOB_NAME", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    problem = distributed.launch_problem(devices, nodes, "cpu")
+    assert problem == said if said is None else said in problem
+
+
+def test_fsdp_on_a_cpu_is_one_line(quick):
+    from benchmarks.running.harness import BenchError, run_benchmark
+
+    with pytest.raises(BenchError, match="--strategy fsdp runs on GPUs only"):
+        run_benchmark("lenet5-modern", quick(strategy="fsdp", devices=2, example_data=True))
+
+
 def test_processes_counts_devices_times_nodes():
     assert processes(2, 1, "cpu") == 2 and processes(8, 4, "gpu") == 32 and processes("0,1", 2, "gpu") == 4
     assert processes("auto", 3, "cpu") == 3
@@ -300,7 +328,7 @@ def test_every_entry_runs_under_ddp_or_says_why_not(tmp_path):
                          text=True, timeout=2 * TIMEOUT)  # fmt: skip
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     summary = out.stdout.split("entry  ")[-1]
-    assert "raised" in summary and " 0 failed or raised" in summary, summary
+    assert " 0 failed or raised" in summary and " ok, " in summary, summary
     for path in find_results(tmp_path / "ddp-check" / "smoke-results"):
         assert read_result(path).world_size == 2
 

@@ -88,8 +88,15 @@ def test_two_parts_join_into_one_result_that_validates(parts, tmp_path):
 def test_a_folder_of_parts_joins_with_the_seeds_it_is_told(parts, tmp_path):
     path = join_parts([parts[0].parent], [0, 1], tmp_path / "results")
     assert [s.seed for s in read_result(path).seeds] == [0, 1]
-    again = join_parts([parts[0].parent, parts[0]], [0, 1], tmp_path / "results")  # a file named twice is one part
-    assert again != path and len(read_result(again).parts) == 2
+    again = join_parts([parts[0].parent, parts[0]], [0, 1], tmp_path / "other")  # a file named twice is one part
+    assert len(read_result(again).parts) == 2
+
+
+def test_the_same_parts_are_joined_once(parts, tmp_path):
+    path = join_parts(parts, [0, 1], tmp_path / "results")
+    with pytest.raises(JoinError, match="joined already, into .*nothing was written"):
+        join_parts(parts, [0, 1], tmp_path / "results")
+    assert find_results(tmp_path / "results") == [path]
 
 
 def test_artifacts_are_copied_beside_the_joined_result(parts, tmp_path):

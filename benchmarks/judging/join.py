@@ -135,8 +135,8 @@ def check_seeds(parts: list[tuple[Path, Result, str]], expected: list[int]) -> N
     if missing:
         raise JoinError(f"seed(s) {missing} missing: expected {sorted(expected)}, the parts "
                         f"{', '.join(str(p) for p, _, _ in parts)} hold {sorted(where)}: run them (milestones bench "
-                        f"{parts[0][1].entry} --seeds {','.join(map(str, missing))} --part) or name the seeds to join "
-                        "with --seeds; nothing was written")  # fmt: skip
+                        f"{parts[0][1].entry} --seeds {','.join(map(str, missing))} --part, with the options the other "
+                        "parts ran with) or name the seeds to join with --seeds; nothing was written")  # fmt: skip
     unexpected = sorted(set(where) - set(expected))
     if unexpected:
         files = ", ".join(sorted({str(where[s]) for s in unexpected}))
@@ -193,6 +193,18 @@ def copy_artifacts(parts: list[tuple[Path, Result, str]], target: Path) -> None:
                 os.replace(tmp, destination)
 
 
+def check_not_joined(result: Result, results_dir: Path) -> None:
+    """Refuse to join the same parts twice: a second result of the same runs would count them twice."""
+    mine = {part.sha256 for part in result.parts}
+    for path in sorted((results_dir / result.task / result.entry).glob("*.json")):
+        try:
+            earlier = read_result(path)
+        except ResultError:
+            continue  # not this check's business: validate reports it
+        if earlier.parts and {part.sha256 for part in earlier.parts} == mine:
+            raise JoinError(f"these parts were joined already, into {path}: nothing was written")
+
+
 def join_parts(paths: list[Path], seeds: list[int] | None = None, results_dir: Path | None = None) -> Path:
     """Join the part files (or every result file below the folders) in ``paths`` into one result file under
     ``results_dir`` (default as bench's: leaderboards/results, or <output>/smoke-results for smoke parts) and return
@@ -208,4 +220,5 @@ def join_parts(paths: list[Path], seeds: list[int] | None = None, results_dir: P
     result = joined_result(parts)
     if results_dir is None:
         results_dir = output_dir() / "smoke-results" if result.smoke else RESULTS_DIR
+    check_not_joined(result, Path(results_dir))
     return write_result(result, Path(results_dir), before_write=lambda target: copy_artifacts(parts, target))

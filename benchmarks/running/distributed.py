@@ -79,6 +79,28 @@ def processes(devices: int | str, num_nodes: int, accelerator: str) -> int:
     return per_node * num_nodes
 
 
+def launch_problem(devices: int | str, num_nodes: int, accelerator: str) -> str | None:
+    """Why this process cannot run as asked, before anything starts, or None: a launcher (torchrun, srun) that
+    started another number of processes than ``--devices`` × ``--num-nodes`` (each would otherwise run alone, all in
+    one folder), or several nodes with nothing to start the others (the first would wait for them for ever)."""
+    expected = processes(devices, num_nodes, accelerator)
+    started = os.environ.get("WORLD_SIZE")
+    if (
+        started is None
+        and "SLURM_NTASKS" in os.environ
+        and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    ):
+        started = os.environ["SLURM_NTASKS"]  # srun's tasks (Lightning's SLURM environment reads the same)
+    if started is not None and started.isdigit() and int(started) != expected:
+        return (f"the launcher started {started} processes but --devices {devices} × --num-nodes {num_nodes} make "
+                f"{expected}: give it the numbers it started (torchrun --nnodes N --nproc-per-node P: --num-nodes N "
+                "--devices P; srun: --num-nodes $SLURM_NNODES --devices $SLURM_NTASKS_PER_NODE)")  # fmt: skip
+    if num_nodes > 1 and started is None and not ("NODE_RANK" in os.environ and "MASTER_ADDR" in os.environ):
+        return (f"--num-nodes {num_nodes} needs the same command started on every node: by torchrun or SLURM's srun "
+                "(README, Scale out), or by hand with NODE_RANK and MASTER_ADDR set on each")  # fmt: skip
+    return None
+
+
 def strategy_for(strategy: str, world: int, model) -> str:
     """``--strategy``, except that plain DDP of a model that steps its optimisers itself (a GAN's two networks, each
     step leaving the other's parameters without a gradient) must look for the unused ones, as Lightning asks."""

@@ -104,8 +104,10 @@ class BenchInterrupted(SystemExit):
 
 
 def quiet_lightning() -> None:
-    """Keep the console to what a user needs: Lightning's tips and hardware lines and two harmless warnings go."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+    """Keep the console to what a user needs: Lightning's tips and hardware lines, each process's "Initializing
+    distributed" line (the run's first line says how many processes), and harmless warnings go."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.distributed"):  # fmt: skip
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
@@ -253,6 +255,11 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
     accelerator = resolve_accelerator(opts.accelerator)
     precision = resolve_precision(opts.precision, accelerator)
     opts = dataclasses.replace(opts, devices=resolve_devices(opts.devices, accelerator))
+    if opts.strategy == "fsdp" and accelerator == "cpu":
+        raise BenchError("--strategy fsdp runs on GPUs only (Lightning's FSDP); on a CPU use ddp or auto")
+    problem = distributed.launch_problem(opts.devices, opts.num_nodes, accelerator)
+    if problem:
+        raise BenchError(problem)
     wandb_mode = resolve_wandb(opts.wandb)
     seeds = opts.seeds if opts.seeds is not None else list(range(entry.config.seeds))
     check_budget(opts, seeds)
@@ -328,7 +335,8 @@ def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, re
     if wandb_mode == "online":
         check_wandb_reachable()
     print(
-        f"{entry.name} on {task.name}: seeds {seeds}, {precision} on {hardware_label(ctx.env)}, "
+        f"{entry.name} on {task.name}: seeds {seeds}, {precision} on "
+        f"{hardware_label(ctx.env, distributed.processes(opts.devices, opts.num_nodes, accelerator))}, "
         f"W&B {wandb_mode}, output {ctx.run_root}" + (" [smoke run: not for the leaderboard]" if opts.smoke else ""),
         flush=True,
     )

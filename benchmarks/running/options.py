@@ -35,7 +35,7 @@ class BenchOptions:
     devices: int | str = option(1, "devices per node: a count, -1 or auto (all), or GPU indices such as 0,1")
     num_nodes: int = option(1, "nodes (machines) the run spans; each starts the same command (torchrun, srun)")
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true", "fsdp"] = option(
-        "auto", "Lightning's distributed strategy (auto: DDP when more than one process)"
+        "auto", "Lightning's distributed strategy (auto: DDP when more than one process; fsdp: GPUs only)"
     )
     data_dir: str | None = option(help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
     output_dir: str | None = option(help="checkpoints, logs, W&B runs (default: $MILESTONES_OUTPUT or runs/)")
@@ -54,7 +54,7 @@ class BenchOptions:
     )
     resume: bool = option(False, "continue an interrupted run from its last checkpoint", bench_only=True)
     part: bool = option(False, "one part of a benchmark whose seeds run as separate jobs: its result goes to "
-                        "<output>/parts/ for `milestones join`", bench_only=True)  # fmt: skip
+                        "<output>/parts/ (or --results-dir) for `milestones join`", bench_only=True)  # fmt: skip
     deterministic: bool = option(True, "allow non-deterministic (faster) kernels; recorded in the result",
                                  flag="--no-deterministic")  # fmt: skip
     threads: int | None = option(help="torch CPU threads (default: torch's choice); recorded in the result")

@@ -1,13 +1,13 @@
 """Every registered entry, briefly, under DDP on several processes: the multi-device leg of ``make gpu-check``, and the
 uniform registry test of distributed runs on CPU processes (tests/test_distributed.py).
 
-Each entry runs one seed for one short epoch on its default task through the harness with ``--devices N``, one entry
-after another in this one process (Lightning starts the other N - 1 processes when the first run trains, and they run
-this same script: the same entries in the same order). The harness checks what DDP must keep: the processes end with
-the same weights, and every validation and test metric is the same number on all of them. A model that cannot run
-under DDP is refused with its reason (no gradient-trained parameters: a learning rule is not shared; a batch that
-does not divide among the processes), and said so; an entry whose task's data is not in the data folder is skipped;
-any other exception is an error, and the exit status is 1.
+Each entry is one ``milestones bench <entry> --devices N`` of one seed for one short epoch on its default task (its
+own processes: Lightning starts the other N - 1 by running that command again), with a time limit, so that an entry
+that fails or hangs takes nothing else down. The harness checks what DDP must keep: the processes end with the same
+weights, and every validation and test metric is the same number on all of them. A model that cannot run under DDP
+is refused with its reason (no gradient-trained parameters: a learning rule is not shared; a training step DDP's
+reducer refuses; a batch that does not divide among the processes), and said so; an entry whose task's data is not
+in the data folder is skipped; anything else is an error, and the exit status is 1.
 
 Run: make gpu-check (where more than one GPU is visible), or on CPU processes with the tasks' generated examples:
     python -m benchmarks.tools.ddp_check --accelerator cpu --devices 2 --example-data
@@ -16,17 +16,20 @@ Run: make gpu-check (where more than one GPU is visible), or on CPU processes wi
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
 import time
-import traceback
 
 from benchmarks.core import paths
-from benchmarks.running.distributed import first_process
-from benchmarks.running.harness import BenchError, BenchOptions, run_benchmark
+from benchmarks.core.results import find_results, read_result
+from benchmarks.running.distributed import RANK_VARIABLES
 from benchmarks.running.registry import all_entries
 from benchmarks.tools.gpu_check import missing_data
 
 SMOKE_BATCHES = 4
+TIME_LIMIT_S = 600  # per entry: a hang is reported, not waited for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,47 +43,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_entry(name: str, args, output) -> tuple[str, str]:
+    """(status, note) of one entry's short DDP run in its own processes."""
+    results = output / "smoke-results" / name
+    command = [sys.executable, "-m", "benchmarks.cli", "bench", name, "--seeds", "0", "--accelerator",
+               args.accelerator, "--devices", str(args.devices), "--strategy", "ddp", "--max-epochs", "1",
+               "--limit-train-batches", str(SMOKE_BATCHES), "--wandb", "off", "--progress", "none", "--offline",
+               "--output-dir", str(output), "--results-dir", str(results)]  # fmt: skip
+    command += ["--example-data"] if args.example_data else ["--data-dir", str(paths.data_dir(args.data_dir))]
+    launched = (*RANK_VARIABLES, "WORLD_SIZE")  # each check is a run of its own, never a rank of an outer one
+    environment = {k: v for k, v in os.environ.items() if k not in launched}
+    proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: a hang is killed whole  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=TIME_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return "error", f"no end after {TIME_LIMIT_S} s (a hang): killed"
+    said = [line for line in err.splitlines() if line.startswith("milestones: error: ")]
+    if proc.returncode == 2 and said:  # a one-line refusal, with its reason
+        return "refused", said[0].removeprefix("milestones: error: ")
+    if proc.returncode != 0:
+        return "error", f"exit {proc.returncode}: {' | '.join((out + err).strip().splitlines()[-3:])}"
+    result = read_result(find_results(results)[-1])
+    layout = result.distributed
+    if result.world_size != args.devices or layout is None:
+        return "error", f"world size {result.world_size}, layout {'recorded' if layout else 'not recorded'}"
+    value = f"{result.metric} {result.aggregate.mean:.4g}" if result.aggregate else "no metric"
+    return result.status, f"world size {result.world_size}, batch {layout.batch_per_process} per process; {value}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = paths.output_dir(args.output_dir) / "ddp-check"
     entries = all_entries()
     names = args.entries.split(",") if args.entries else sorted(entries)
-    say = print if first_process() else (lambda *a, **k: None)
-    say(f"ddp check: {len(names)} entries on {args.devices} {args.accelerator} processes, output {output}", flush=True)
+    print(f"ddp check: {len(names)} entries on {args.devices} {args.accelerator} processes, output {output}",
+          flush=True)  # fmt: skip
     rows, started = [], time.perf_counter()
     for name in names:
-        opts = BenchOptions(seeds=[0], accelerator=args.accelerator, devices=args.devices, strategy="ddp",
-                            data_dir=args.data_dir, output_dir=str(output), results_dir=str(output / "smoke-results"),
-                            wandb="off", max_epochs=1, limit_train_batches=SMOKE_BATCHES, download=False,
-                            progress="none", example_data=args.example_data)  # fmt: skip
         clock = time.perf_counter()
         reason = None if args.example_data else missing_data(entries[name].task(None), paths.data_dir(args.data_dir))
-        if reason:
-            rows.append((name, "skipped", 0.0, reason))
-            say(f"=== {name}: skipped, {reason}", flush=True)
-            continue
-        try:
-            result, _ = run_benchmark(name, opts)
-        except BenchError as error:  # a refusal with its reason, the same on every process
-            status, note = "refused", " ".join(str(error).split())
-        except Exception as error:  # one failure must not hide the others
-            traceback.print_exc()
-            status, note = "error", f"{type(error).__name__}: {' '.join(str(error).split())}"
-        else:
-            layout = result.distributed
-            status = result.status if result.world_size == args.devices and layout else "error"
-            note = (f"world size {result.world_size}, {layout.strategy}, batch {layout.batch_per_process} per "
-                    f"process; {result.metric} {result.aggregate.mean:.4g}" if layout and result.aggregate else
-                    f"world size {result.world_size}, no layout recorded")  # fmt: skip
+        status, note = ("skipped", reason) if reason else check_entry(name, args, output)
         rows.append((name, status, time.perf_counter() - clock, note))
-        say(f"=== {name}: {status} ({rows[-1][2]:.0f}s) {note}", flush=True)
-    say(f"\n{'entry':<26}{'status':<9}{'time':>6}  note")
+        print(f"=== {name}: {status} ({rows[-1][2]:.0f}s) {note}", flush=True)
+    print(f"\n{'entry':<26}{'status':<9}{'time':>6}  note")
     for name, status, seconds, note in rows:
-        say(f"{name:<26}{status:<9}{seconds:>5.0f}s  {note}")
-    bad = [row for row in rows if row[1] not in ("ok", "refused", "skipped")]
-    say(
-        f"\n{len(rows)} entries in {time.perf_counter() - started:.0f}s: {sum(r[1] == 'ok' for r in rows)} ok, "
-        f"{sum(r[1] == 'refused' for r in rows)} refused (with the reason), {len(bad)} failed or raised",
+        print(f"{name:<26}{status:<9}{seconds:>5.0f}s  {note}")
+    counts = {status: sum(row[1] == status for row in rows) for status in ("ok", "refused", "skipped")}
+    bad = len(rows) - sum(counts.values())
+    print(
+        f"\n{len(rows)} entries in {time.perf_counter() - started:.0f}s: {counts['ok']} ok, {counts['refused']} "
+        f"refused (with the reason), {counts['skipped']} skipped (no data), {bad} failed or raised",
         flush=True,
     )
     return 1 if bad else 0
