@@ -383,3 +383,16 @@ def test_verify_reruns_a_ddp_result_with_its_layout_and_matches_exactly(tmp_path
     assert out.stdout.count("verdict:") == 1  # the second process says nothing
     rerun = read_result(find_results(tmp_path / "verify" / "verify-results")[0])
     assert rerun.world_size == 2
+
+
+EVALUATION_HOOKS = [("validation_step", True), ("test_step", True), ("on_validation_epoch_end", False),
+                    ("training_step", False)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("hook", "synced"), EVALUATION_HOOKS)
+def test_only_what_a_model_logs_in_its_evaluation_steps_is_averaged_across_processes(hook, synced):
+    logged = []
+    model = SimpleNamespace(_current_fx_name=hook, log=lambda name, value, **kwargs: logged.append(kwargs))
+    distributed.reduce_evaluation_logs(model)
+    model.log("val/x", 1.0)
+    assert logged == [{"sync_dist": True} if synced else {}]

@@ -149,16 +149,20 @@ def _slice(batch, start: int, stop: int):
     return type(batch)(_slice(value, start, stop) for value in batch)
 
 
+EVALUATION_STEPS = ("validation_step", "test_step")
+
+
 def reduce_evaluation_logs(model) -> None:
-    """Under DDP: every value ``model`` logs while validating or testing is averaged across the processes
+    """Under DDP: every value ``model`` logs in its validation or test step is averaged across the processes
     (Lightning's ``sync_dist``), so that a value computed on a process's share (a mean over its batches) becomes the
     run's, the same number on every process; the shares differ by at most one example a batch, so each process's mean
-    weighs alike up to that. A torchmetrics value, already reduced and the same everywhere, is left as it is. Training
-    logs stay each process's own: reducing them would cost a collective on every step."""
+    weighs alike up to that. What it logs at the end of an evaluation (a torchmetrics ``compute()``, reduced already
+    and the same everywhere) is left as it is: averaging W equal numbers can move the last bit where W is not a power
+    of two. Training logs stay each process's own: reducing them would cost a collective on every step."""
     log = model.log
 
     def log_synced(name, value, *args, **kwargs):
-        if not model.training:
+        if model._current_fx_name in EVALUATION_STEPS:  # the hook Lightning is running (it names it for self.log)
             kwargs.setdefault("sync_dist", True)
         return log(name, value, *args, **kwargs)
 
