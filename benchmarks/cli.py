@@ -436,12 +436,17 @@ def main(argv: list[str] | None = None) -> None:
             cause = cause.__context__
         if cause is None:
             raise
-        print("milestones: interrupted by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # not sys.exit: a Ctrl-C that landed in Python code an extension runs while importing (torch's) leaves
-        # CPython's "unhandled Ctrl-C" flag set, and its shutdown then kills the process with SIGINT (status -2)
-        # whatever exit status was asked for (seen once in CI); nothing is left to clean up this far out
-        os._exit(130)
+        exit_interrupted("milestones: interrupted by SIGINT (Ctrl-C)")
+
+
+def exit_interrupted(message: str) -> None:
+    """Say ``message`` and exit with 130. Not through sys.exit: a Ctrl-C that landed in Python code an extension runs
+    while importing (torch's) leaves CPython's "unhandled Ctrl-C" flag set, and its shutdown then kills the process
+    with SIGINT (status -2, seen in CI) whatever exit status was asked for. What had to be cleaned up was, by the
+    ``finally`` blocks the interrupt passed through on its way here."""
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
 
 
 # The errors a command reports in one line (exit 2), by module: each is looked up only where its module was loaded
@@ -489,8 +494,7 @@ def run_command(argv: list[str] | None = None) -> None:
                 sys.exit(error.code)
             raise
     except KeyboardInterrupt:  # Ctrl-C outside a training or test loop (those raise BenchInterrupted above)
-        print(f"milestones: interrupted by SIGINT (Ctrl-C){resume}", file=sys.stderr, flush=True)
-        sys.exit(130)
+        exit_interrupted(f"milestones: interrupted by SIGINT (Ctrl-C){resume}")
     except OSError as error:
         if error.errno not in STORAGE_ERRORS:
             raise
