@@ -79,3 +79,15 @@ class AdversarialGenerator(ImageGenerator):
     def validation_step(self, batch, batch_idx):
         images, _ = batch
         self.log("val/d_real", self.discriminate(images).mean())  # D's mean belief that held-out real images are real
+
+
+class Agent(L.LightningModule):
+    """What every milestone that acts shares (environments, games): its training batches are experience it gathered
+    itself (``benchmarks/tasks/interaction.py``), and its validation and test are played by the task, which logs them.
+    So the model's evaluation steps do nothing; they exist so that Lightning runs the validation the task plays in."""
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def test_step(self, batch, batch_idx):
+        pass

@@ -13,11 +13,12 @@ from benchmarks.core.paths import REPO_ROOT
 
 # Every package that can move a number: the training (torch, torchvision, lightning, numpy), the data (pillow decodes
 # the JPEGs, datasets reads the text, tokenizers trains the BPE, scikit-learn ships the digits), the scoring
-# (torchmetrics, sacrebleu, scipy: the Student-t intervals) and jsonargparse (builds the model from its config).
+# (torchmetrics, sacrebleu, scipy: the Student-t intervals), jsonargparse (builds the model from its config) and the
+# environments and games of the interactive tasks (gymnasium, ale-py with its ROMs, open_spiel's rules).
 # verify and compare report a difference in any of them (DRIFT_FIELDS). pydantic (the result schema) and wandb
 # (logging) cannot move a number: recorded, not compared. constraints.txt pins them all for `make setup`.
 NUMERIC_PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "scipy", "scikit-learn", "pillow",
-                    "sacrebleu", "tokenizers", "datasets", "jsonargparse")  # fmt: skip
+                    "sacrebleu", "tokenizers", "datasets", "jsonargparse", "gymnasium", "ale-py", "open_spiel")  # fmt: skip
 PACKAGES = (*NUMERIC_PACKAGES, "pydantic", "wandb")
 
 

@@ -58,6 +58,9 @@ def split_batches(datamodule, trainer) -> int | None:
     world = trainer.world_size
     if world == 1:
         return datamodule.batch_size
+    if getattr(datamodule, "single_process", False):  # an agent gathering its own experience (tasks/interaction.py)
+        raise BatchSplitError(f"{type(datamodule).__name__}'s agent gathers its own experience in one environment: "
+                              "there is no data to share among processes; run it with --devices 1")  # fmt: skip
     if getattr(datamodule, "shards_by_rank", False):
         datamodule.batch_size = process_batch(datamodule.batch_size, world)
         return datamodule.batch_size
