@@ -104,10 +104,11 @@ def test_the_model_meets_its_tasks_interface_and_takes_a_step_on_the_tasks_examp
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[record])  # fmt: skip
     trainer.fit(model, train_dataloaders=Once(batch), val_dataloaders=Once(batch))
-    assert record.losses and all(math.isfinite(loss) for loss in record.losses), "a finite training loss"
+    # an agent may gather experience before it learns (DQN's warm-up): its first step then returns no loss
+    learns = any(p.requires_grad for p in model.parameters()) and not getattr(model, "warming_up", False)
+    assert not learns or (record.losses and all(math.isfinite(x) for x in record.losses)), "a finite training loss"
     assert all(record.finite_grads), "finite gradients at every optimiser step"
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    learns = any(p.requires_grad for p in model.parameters())  # McCulloch-Pitts: fixed by design
     assert not learns or any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "the step moved it"
 
 

@@ -92,7 +92,7 @@ class BenchmarkMeter(L.Callback):
         self._world_size = trainer.world_size
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # {}: a step that made no update
         if loss is not None and batch_idx % self._check_every == 0:
             bad = not math.isfinite(float(loss))
             if self._world_size > 1:  # every process stops together, or the others would wait for it for ever

@@ -64,15 +64,14 @@ class InteractionData(L.LightningDataModule):
         self.last_units = 0
 
     @property
-    def agent(self) -> L.LightningModule:
-        """The model being trained: the policy that gathers the experience."""
-        if self.trainer is None:
-            raise RuntimeError(f"{type(self).__name__} gathers experience with the model under training: use it in "
-                               "trainer.fit")  # fmt: skip
-        return self.trainer.lightning_module
+    def agent(self) -> L.LightningModule | None:
+        """The model being trained: the policy that gathers the experience. None outside a fit (the task's example
+        batch, on which the registry tries every model): ``collect`` then acts with a uniformly random policy."""
+        return self.trainer.lightning_module if self.trainer is not None else None
 
     def collect(self, agent) -> tuple[object, int]:
-        """One training batch gathered with ``agent``, and how many units (``unit``) it holds."""
+        """One training batch gathered with ``agent`` (None: a uniformly random policy, seeded by the data module's
+        seed), and how many units (``unit``) it holds."""
         raise NotImplementedError
 
     def environment_state(self) -> dict:

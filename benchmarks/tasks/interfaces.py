@@ -204,3 +204,71 @@ def check_lower_bound(model, inputs: dict, batch) -> None:
 
 
 LOWER_BOUND = Interface(LowerBound, check_lower_bound)
+
+
+# --- environments -----------------------------------------------------------------------------------------------------
+class Actor(Protocol):
+    """An agent in an environment: action values for the task's evaluation, and its own behaviour policy in training.
+    Its training batches are the transitions it gathered (``tasks/environments.py``)."""
+
+    def forward(self, observations: Tensor) -> Tensor:
+        """(B, *observation_shape) → (B, num_actions) action values; the task's evaluation acts ε-greedily on them."""
+
+    def act(self, observations: Tensor) -> Tensor:
+        """(B, *observation_shape) → (B,) actions of the behaviour policy (its exploration; it draws from torch's
+        global random stream, which the harness seeds and checkpoints)."""
+
+
+def check_actor(model, inputs: dict, batch) -> None:
+    x = batch["observation"]
+    actions_n = inputs["num_actions"]
+    values = model(x.to(model.device))
+    expect(values.shape == (len(x), actions_n), f"forward: {tuple(values.shape)}, expected {(len(x), actions_n)}")
+    expect(bool(torch.isfinite(values.float()).all()), "forward: action values are not all finite")
+    actions = model.act(x.to(model.device))
+    expect(actions.shape == (len(x),), f"act: shape {tuple(actions.shape)}, expected ({len(x)},)")
+    expect(bool(((actions >= 0) & (actions < actions_n)).all()), "act: actions outside the action set")
+
+
+ACTOR = Interface(Actor, check_actor)
+
+
+# --- board games ------------------------------------------------------------------------------------------------------
+class Player(Protocol):
+    """A player of a two-player board game (open_spiel rules): it makes its own training games by self-play, and the
+    task plays it against fixed opponents with ``choose``. Its training batches are the positions of its self-play
+    games, each labelled by the task with the game's outcome (``tasks/games.py``)."""
+
+    def self_play(self, state) -> list[tuple[Tensor, Tensor, int]]:
+        """Plays one game against itself from the open_spiel ``state`` (a fresh initial state, played on in place, so
+        the task reads the outcome from it): per position, (network input, search policy π (num_actions,), the player
+        to move). Its exploration draws from torch's global random stream, which the harness seeds and checkpoints."""
+
+    def choose(self, state) -> int:
+        """The move it plays at ``state`` in evaluation, a legal action; the same state gives the same move."""
+
+
+def check_player(model, inputs: dict, batch) -> None:
+    import pyspiel
+
+    game = pyspiel.load_game(inputs["game"])
+    actions = inputs["num_actions"]
+    state = game.new_initial_state()
+    positions = model.self_play(state)
+    expect(state.is_terminal(), "self_play: the game was not played to its end on the given state")
+    expect(len(positions) == len(state.history()), f"self_play: {len(positions)} positions for "
+           f"{len(state.history())} moves")  # fmt: skip
+    for x, pi, player in positions:
+        expect(isinstance(x, Tensor) and x.shape == positions[0][0].shape, "self_play: observations differ in shape")
+        expect(pi.shape == (actions,), f"self_play: π {tuple(pi.shape)}, expected ({actions},)")
+        expect(bool((pi >= 0).all()) and abs(float(pi.sum()) - 1) < 1e-5, "self_play: π is not a distribution")
+        expect(player in (0, 1), f"self_play: player {player!r}, expected 0 or 1")
+    expect(batch[0].shape[1:] == positions[0][0].shape, f"self_play: observations {tuple(positions[0][0].shape)}, "
+           f"the task's batch holds {tuple(batch[0].shape[1:])}")  # fmt: skip
+    start = game.new_initial_state()
+    move = model.choose(start)
+    expect(move in start.legal_actions(), f"choose: {move!r} is not a legal move")
+    expect(model.choose(start) == move, "choose: not the same move twice for the same state")
+
+
+PLAYER = Interface(Player, check_player)
