@@ -183,7 +183,7 @@ class DQN(Agent):
             return torch.optim.Adam(self.network.parameters(), lr=h.lr)
         return torch.optim.RMSprop(self.network.parameters(), lr=h.lr, alpha=h.rmsprop_alpha, eps=h.rmsprop_eps)
 
-    # --- the replay memory travels with the checkpoint (exact resume), when it is small enough --------------------------
+    # --- the replay memory travels with the checkpoint (exact resume), when it is small enough ------------------------
     def on_save_checkpoint(self, checkpoint):
         if self.memory.nbytes() <= REPLAY_CHECKPOINT_LIMIT:
             checkpoint["replay_memory"] = self.memory.state()
@@ -192,5 +192,8 @@ class DQN(Agent):
         if "replay_memory" in checkpoint:
             self.memory.load(checkpoint["replay_memory"], self.device)
         else:
-            print("DQN: this checkpoint holds no replay memory (it was larger than 2 GiB): the resumed run starts from "
-                  "an empty memory, so it does not continue exactly as an uninterrupted one would", flush=True)
+            print(
+                "DQN: this checkpoint holds no replay memory (it was larger than 2 GiB): the resumed run starts from "
+                "an empty memory, so it does not continue exactly as an uninterrupted one would",
+                flush=True,
+            )

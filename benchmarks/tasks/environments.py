@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.tasks.base import DataIdentity, Metric
+from benchmarks.tasks.files import DataError
 from benchmarks.tasks.interaction import InteractionData, InteractionTask
 from benchmarks.tasks.interfaces import ACTOR
 
@@ -37,8 +38,9 @@ EVAL_EPSILON = 0.05
 EVAL_SEED_BASE = {"val": 1_000_000, "test": 2_000_000}  # + 1,000 × the run's seed + the episode's index
 
 
-class EnvironmentError_(RuntimeError):
-    """An environment that cannot be made as the task declares it: one line naming it and what to do."""
+class EnvironmentUnavailable(DataError):
+    """An environment that cannot be made as the task declares it (unknown id, missing ROM, another version of its
+    simulator): one line naming it and what to do; the command line prints it and exits 2, before any training."""
 
 
 def installed(package: str) -> str | None:
@@ -90,9 +92,9 @@ class EnvironmentData(InteractionData):
         for name, pinned in cls.packages.items():
             found = installed(name)
             if found != pinned:
-                raise EnvironmentError_(
+                raise EnvironmentUnavailable(
                     f"{cls.env_id}: {name} {pinned} is pinned for this task (results are comparable only on the same "
-                    f"simulator), {name} {found or 'is not'} installed{'' if found else ''}: "
+                    f"simulator), {name} {found or 'is not'} installed: "
                     f"pip install '{name}=={pinned}' (make setup does)"
                 )
 
@@ -112,7 +114,7 @@ class EnvironmentData(InteractionData):
         try:
             return cls.wrap(gym.make(cls.env_id, **cls.make_kwargs))
         except gym.error.Error as error:  # NameNotFound, VersionNotFound, NamespaceNotFound, ...
-            raise EnvironmentError_(f"environment '{cls.env_id}' cannot be made with gymnasium "
+            raise EnvironmentUnavailable(f"environment '{cls.env_id}' cannot be made with gymnasium "
                                     f"{installed('gymnasium')}: {error}") from None  # fmt: skip
 
     @classmethod
@@ -194,7 +196,7 @@ class AtariData(EnvironmentData):
         except Exception:  # noqa: BLE001 (ale-py raises its own kinds for an unknown game)
             path = None
         if path is None or not path.exists():
-            raise EnvironmentError_(
+            raise EnvironmentUnavailable(
                 f"{cls.env_id}: the ROM '{cls.rom}' is not in ale-py {installed('ale-py')}'s ROM folder "
                 f"({roms.__path__[0] if hasattr(roms, '__path__') else 'ale_py/roms'}): reinstall ale-py from PyPI "
                 "(its wheels ship the ROMs): pip install --force-reinstall 'ale-py==0.12.1'"
@@ -301,7 +303,7 @@ TASKS = [
             max_episode_steps=18_000,
         )
         for game, data, low, high, target, actions in [
-            ("Pong", PongData, -21.0, 21.0, 20.0, 6),  # DQN 2013 Table 1: 20 (best) ... 
+            ("Pong", PongData, -21.0, 21.0, 20.0, 6),  # DQN 2013 Table 1: 20 (average)
             ("Breakout", BreakoutData, 0.0, 864.0, 168.0, 4),  # DQN 2013 Table 1: 168 (average)
         ]
     ],
