@@ -22,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling perf-ddp feature-nets gpu-check list clean
+.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling perf-ddp perf-env feature-nets gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -108,6 +108,9 @@ feature-nets: setup ## retrain the committed classifiers that score generated im
 
 perf-ddp: setup ## samples/s of lenet5-modern at world size 1 and 2 through the harness (leaderboards/perf/)
 	$(BIN)/python -m benchmarks.perf.ddp_scaling $(ARGS)
+
+perf-env: setup ## environment steps/s of dqn-cartpole: the harness vs a bare loop of the same agent (leaderboards/perf/)
+	$(BIN)/python -m benchmarks.perf.environment_steps $(ARGS)
 
 gpu-check: setup ## on a GPU: every entry briefly in bf16-mixed and 16-mixed, the full lenet5-modern run; DDP on 2+ GPUs
 	$(BIN)/python -m benchmarks.tools.gpu_check $(ARGS)

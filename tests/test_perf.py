@@ -122,3 +122,14 @@ def test_the_harness_overhead_and_epoch_scripts_run_at_toy_size(real_data_dir, t
     images = {m["images_per_epoch"] for m in epoch["measurements"].values()}
     assert images == {3 * 16} and epoch["targets"]["b/a"] == "<= 1.1"
     assert "LeNet" in type(get_entry("lenet5").build_model(get_entry("lenet5").task("mnist"))).__name__  # untouched
+
+
+@pytest.mark.slow
+def test_the_environment_steps_script_compares_the_harness_with_a_bare_loop(tmp_path):
+    """`make perf-env`, one epoch of dqn-cartpole (25,000 steps, its warm-up and 1,500 updates): both rows gather the
+    same steps, and the harness ends with the bare loop's weights (it adds nothing to what the agent computes)."""
+    from benchmarks.perf import environment_steps
+
+    assert environment_steps.main(["--epochs", "1", "--out", str(tmp_path / "env.json")]) == 0
+    report = json.loads((tmp_path / "env.json").read_text())
+    assert report["same_weights"] and report["harness"]["steps_per_s"] > 0 and report["bare"]["steps_per_s"] > 0

@@ -67,3 +67,26 @@ def test_generative_plots_draw_the_real_data_value_of_the_ranked_measure():
     assert real is not None and f"fd_real {real:.4g}" in leaderboard.references(ranked["mnist-gen"], results,
                                                                                  tasks["mnist-gen"])  # fmt: skip
     assert leaderboard.real_reference(ranked["mnist"], results, tasks["mnist"]) is None
+
+
+def test_an_agents_task_plots_its_learning_curve_mean_and_range_of_the_seeds():
+    """A played task (tasks/interaction.py) draws the validation metric over the units gathered: one line per row at
+    the seeds' mean, x = (epoch + 1) × steps_per_epoch, and the band of their range."""
+    from types import SimpleNamespace
+
+    from benchmarks.judging import curves
+
+    task = all_tasks()["cartpole"]
+    seeds = [SimpleNamespace(val_history=[{"epoch": e, "val/return": v} for e, v in enumerate(values)])
+             for values in ([10.0, 200.0, 500.0], [30.0, 100.0, 400.0])]  # fmt: skip
+    result = SimpleNamespace(seeds=seeds, config={"trainer": {"max_epochs": 3},
+                                                  "data": {"init_args": {"steps_per_epoch": 1000}}})  # fmt: skip
+    xs, means, lows, highs = curves.curve_points(result, task)
+    assert xs == [1000, 2000, 3000] and means == [20.0, 150.0, 450.0] and lows == [10, 100, 400]
+    rows = [dict(row("dqn-cartpole", 450.0, paper=488.69, metric="return"), n=2, paper_kind="implementation",
+                 file="r.json")]  # fmt: skip
+    ax = curves.curve_figure("cartpole", rows, {"r.json": result}, task).axes[0]
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == xs and list(line.get_ydata()) == means
+    assert {488.69, task.target} <= {round(float(l.get_ydata()[0]), 2) for l in ax.get_lines()[1:]}
+    assert "validation return" in ax.get_ylabel() and "environment steps" in ax.get_xlabel()

@@ -36,6 +36,7 @@ from benchmarks.core.results import (
     remove_stale_temporaries,
 )
 from benchmarks.core.stats import median_range, welch_p_better
+from benchmarks.judging.curves import curve_png
 from benchmarks.running.registry import (
     DEVIATION_KINDS,
     REFERENCE_KINDS,
@@ -613,7 +614,11 @@ def build(results_dir=None, out_dir=None) -> list[Path]:
     ranked, _ = collect(results)
     out = Path(out_dir) if out_dir else paths.LEADERBOARD_DIR
     for name, path in plot_paths(ranked, out).items():
-        files[path] = plot_png(name, ranked[name], real_reference(ranked[name], results, all_tasks().get(name)))
+        task = all_tasks().get(name)
+        if getattr(task, "learning_curve", False):  # an agent's task: how it learned, not only where it ended
+            files[path] = curve_png(name, ranked[name], results, task, _relative)
+        else:
+            files[path] = plot_png(name, ranked[name], real_reference(ranked[name], results, task))
     write_all(files)
     return list(files)
 
