@@ -88,5 +88,5 @@ def test_an_agents_task_plots_its_learning_curve_mean_and_range_of_the_seeds():
     ax = curves.curve_figure("cartpole", rows, {"r.json": result}, task).axes[0]
     line = ax.get_lines()[0]
     assert list(line.get_xdata()) == xs and list(line.get_ydata()) == means
-    assert {488.69, task.target} <= {round(float(l.get_ydata()[0]), 2) for l in ax.get_lines()[1:]}
+    assert {488.69, task.target} <= {round(float(ln.get_ydata()[0]), 2) for ln in ax.get_lines()[1:]}
     assert "validation return" in ax.get_ylabel() and "environment steps" in ax.get_xlabel()

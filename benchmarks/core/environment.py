@@ -18,7 +18,8 @@ from benchmarks.core.paths import REPO_ROOT
 # verify and compare report a difference in any of them (DRIFT_FIELDS). pydantic (the result schema) and wandb
 # (logging) cannot move a number: recorded, not compared. constraints.txt pins them all for `make setup`.
 NUMERIC_PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "scipy", "scikit-learn", "pillow",
-                    "sacrebleu", "tokenizers", "datasets", "jsonargparse", "gymnasium", "ale-py", "open_spiel")  # fmt: skip
+                    "sacrebleu", "tokenizers", "datasets", "jsonargparse",
+                    "gymnasium", "ale-py", "open_spiel")  # fmt: skip
 PACKAGES = (*NUMERIC_PACKAGES, "pydantic", "wandb")
 
 
