@@ -60,8 +60,8 @@ def mlp(inputs: int, hidden: tuple[int, ...], num_actions: int) -> nn.Sequential
 
 
 class ReplayMemory:
-    """The N most recent transitions, in circular tensors allocated at the first transition (shapes and dtypes are
-    the environment's: Atari frames stay uint8)."""
+    """The N most recent transitions, in circular tensors (shapes and dtypes are the environment's: Atari frames stay
+    uint8). The tensors grow as the memory fills, doubling, so a short run never holds a million transitions' room."""
 
     FIELDS = ("observation", "action", "reward", "next_observation", "terminated")
 
@@ -69,10 +69,19 @@ class ReplayMemory:
         self.capacity, self.size, self.position = capacity, 0, 0
         self.tensors: dict[str, torch.Tensor] = {}
 
+    def _reserve(self, batch: dict[str, torch.Tensor], needed: int) -> None:
+        room = len(self.tensors["action"]) if self.tensors else 0
+        if room >= needed:
+            return
+        room = min(self.capacity, max(needed, 2 * room, 1024))
+        grown = {k: batch[k].new_zeros((room, *batch[k].shape[1:])) for k in self.FIELDS}
+        for key, old in self.tensors.items():
+            grown[key][: self.size] = old[: self.size]  # not yet full: nothing has wrapped around
+        self.tensors = grown
+
     def add(self, batch: dict[str, torch.Tensor]) -> None:
-        if not self.tensors:
-            self.tensors = {k: batch[k].new_zeros((self.capacity, *batch[k].shape[1:])) for k in self.FIELDS}
         n = len(batch["action"])
+        self._reserve(batch, min(self.capacity, self.size + n))
         where = (self.position + torch.arange(n, device=batch["action"].device)) % self.capacity
         for key in self.FIELDS:
             self.tensors[key][where] = batch[key]
@@ -92,10 +101,8 @@ class ReplayMemory:
                 "tensors": {k: t[: self.size].cpu() for k, t in self.tensors.items()}}  # fmt: skip
 
     def load(self, state: dict, device: torch.device) -> None:
-        self.size, self.position, self.tensors = state["size"], state["position"], {}
-        for key, stored in state["tensors"].items():
-            self.tensors[key] = stored.new_zeros((self.capacity, *stored.shape[1:])).to(device)
-            self.tensors[key][: self.size] = stored.to(device)
+        self.size, self.position = state["size"], state["position"]
+        self.tensors = {key: stored.to(device) for key, stored in state["tensors"].items()}  # grows again when needed
 
 
 class DQN(Agent):
