@@ -78,7 +78,7 @@ class StepRecord(L.Callback):
         self.losses, self.finite_grads = [], []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # {}: a step that made no update
         self.losses.append(float(loss) if loss is not None else math.nan)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
