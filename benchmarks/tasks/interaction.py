@@ -52,7 +52,8 @@ class InteractionData(L.LightningDataModule):
     """
 
     single_process = True  # one agent acting in one environment: DDP would need a design of its own (not built)
-    unit = "environment steps"  # what batch_units counts, and the budget is stated in
+    unit = "environment steps"  # what steps_per_epoch counts: the budget's unit (batch_units counts the throughput's,
+    # the task's throughput_unit: environment steps for an environment, positions for self-play games)
 
     def __init__(self, data_dir=None, batch_size: int = 1, seed: int = 0, download: bool = False,
                  steps_per_epoch: int = 1000) -> None:  # fmt: skip
@@ -88,7 +89,7 @@ class InteractionData(L.LightningDataModule):
         self.load_environment_state(state_dict.get("environment", {}))
 
     def batch_units(self, batch) -> int:
-        """Units in the batch just gathered (BenchmarkMeter's throughput count: environment steps/s)."""
+        """The throughput's units in the batch just gathered (``collect``'s count): BenchmarkMeter's per-second."""
         return self.last_units
 
     def train_dataloader(self) -> ExperienceLoader:
