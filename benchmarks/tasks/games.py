@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks.tasks.base import DataIdentity, Metric
+from benchmarks.tasks.files import DataError
 from benchmarks.tasks.interaction import InteractionData, InteractionTask, wilson
 from benchmarks.tasks.interfaces import PLAYER
 
@@ -38,8 +39,9 @@ SEED_BASE = {"val": 1_000_000, "test": 2_000_000}  # + the run's seed: the oppon
 EXAMPLE_GAMES = 1  # as each colour, in an --example-data run (a smoke run)
 
 
-class OpenSpielVersionError(RuntimeError):
-    """Another open_spiel than the task's pinned one: one line saying what to install."""
+class OpenSpielVersionError(DataError):
+    """Another open_spiel than the task's pinned one: one line saying what to install (the command line prints it and
+    exits 2, before anything runs)."""
 
 
 def installed_open_spiel() -> str | None:
