@@ -334,6 +334,25 @@ def test_every_entry_runs_under_ddp_or_says_why_not(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("entry", "task", "said"), [
+    ("perceptron", "digits", "perceptron has no gradient-trained parameters, so several devices have nothing to share"),
+    ("dqn-cartpole", "cartpole", "dqn-cartpole's agent gathers its own experience in one environment (CartPoleData)"),
+])  # fmt: skip
+def test_an_entry_that_cannot_share_is_refused_in_one_line_as_ddp_check_reports_it(entry, task, said, tmp_path):
+    """What ddp_check reports without starting a process (distributed.cannot_share) is what the harness refuses."""
+    from benchmarks.running.registry import get_entry
+    from benchmarks.tools.ddp_check import known_refusal
+
+    assert said in known_refusal(get_entry(entry))
+    out = subprocess.run([str(BIN / "milestones"), "bench", entry, "--task", task, "--accelerator", "cpu", "--devices",
+                          "2", "--example-data", "--seeds", "0", "--wandb", "off", "--output-dir", str(tmp_path)],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
+    (line,) = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and line.startswith(f"milestones: error: {said}") and line.endswith("--devices 1")
+    assert not find_results(tmp_path)
+
+
+@pytest.mark.slow
 def test_the_seeds_recipe_runs_seeds_as_parallel_jobs_and_joins_them(tmp_path):
     """benchmarks/launch/seeds.sbatch as two array tasks at once (the same run folder, no lock between them: each part
     has its own), then `milestones join`: one result with both seeds."""

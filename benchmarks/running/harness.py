@@ -523,9 +523,9 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
     )
     if trainer.precision != ctx.precision:  # recorded is what ran (resolve_precision makes Lightning's substitutions)
         raise BenchError(f"Lightning runs precision {trainer.precision} where {ctx.precision} was asked for")
-    if trainer.world_size > 1 and not any(p.requires_grad for p in model.parameters()):
-        raise BenchError(f"{entry.name} has no gradient-trained parameters, so {trainer.world_size} devices have "
-                         "nothing to share: run it with --devices 1")  # fmt: skip
+    refusal = distributed.cannot_share(entry.name, model, type(datamodule)) if trainer.world_size > 1 else None
+    if refusal:
+        raise BenchError(refusal)
     if trainer.world_size > 1:
         distributed.reduce_evaluation_logs(model)
     try:  # the recipe's batch is the global one: each process takes its share (distributed.py)
