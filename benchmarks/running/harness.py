@@ -523,8 +523,8 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
     )
     if trainer.precision != ctx.precision:  # recorded is what ran (resolve_precision makes Lightning's substitutions)
         raise BenchError(f"Lightning runs precision {trainer.precision} where {ctx.precision} was asked for")
-    refusal = distributed.cannot_share(entry.name, model, type(datamodule)) if trainer.world_size > 1 else None
-    if refusal:
+    if trainer.world_size > 1 and (refusal := distributed.cannot_share(entry.name, model, type(datamodule),
+                                                                       trainer.world_size)):  # fmt: skip
         raise BenchError(refusal)
     if trainer.world_size > 1:
         distributed.reduce_evaluation_logs(model)

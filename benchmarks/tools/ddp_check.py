@@ -77,11 +77,11 @@ def check_entry(name: str, args, output) -> tuple[str, str]:
     return result.status, f"world size {result.world_size}, batch {layout.batch_per_process} per process; {value}"
 
 
-def known_refusal(entry) -> str | None:
+def known_refusal(entry, processes: int) -> str | None:
     """``distributed.cannot_share`` for the entry on its default task: the harness refuses such a run before training
     with the same line (tests/test_distributed.py runs one through the command line)."""
     task = entry.task(None)
-    return distributed.cannot_share(entry.name, entry.build_model(task), task.make_datamodule)
+    return distributed.cannot_share(entry.name, entry.build_model(task), task.make_datamodule, processes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         clock = time.perf_counter()
         reason = None if args.example_data else missing_data(entries[name].task(None), paths.data_dir(args.data_dir))
-        refusal = None if reason else known_refusal(entries[name])
+        refusal = None if reason else known_refusal(entries[name], args.devices)
         if reason:
             status, note = "skipped", reason
         elif refusal:  # the harness's own refusal, known before any process starts: none is started for it
