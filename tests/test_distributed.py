@@ -338,12 +338,13 @@ def test_every_entry_runs_under_ddp_or_says_why_not(tmp_path):
     ("perceptron", "digits", "perceptron has no gradient-trained parameters, so 2 devices have nothing to share"),
     ("dqn-cartpole", "cartpole", "dqn-cartpole's agent gathers its own experience in one environment (CartPoleData)"),
 ])  # fmt: skip
-def test_an_entry_that_cannot_share_is_refused_in_one_line_as_ddp_check_reports_it(entry, task, said, tmp_path):
-    """What ddp_check reports without starting a process (distributed.cannot_share) is what the harness refuses."""
+def test_an_entry_that_cannot_share_is_refused_in_one_line(entry, task, said, tmp_path):
+    """distributed.cannot_share, known before any process starts, is what the harness refuses with, in one line."""
     from benchmarks.running.registry import get_entry
-    from benchmarks.tools.ddp_check import known_refusal
 
-    assert said in known_refusal(get_entry(entry), 2)
+    spec = get_entry(entry)
+    chosen = spec.task(task)
+    assert said in distributed.cannot_share(entry, spec.build_model(chosen), chosen.make_datamodule, 2)
     out = subprocess.run([str(BIN / "milestones"), "bench", entry, "--task", task, "--accelerator", "cpu", "--devices",
                           "2", "--example-data", "--seeds", "0", "--wandb", "off", "--output-dir", str(tmp_path)],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip

@@ -53,8 +53,8 @@ def process_batch(global_batch: int, world_size: int) -> int:
 
 
 def cannot_share(entry_name: str, model, datamodule_class, processes: int) -> str | None:
-    """Why an entry cannot run on several processes, known before any process starts (the harness refuses with it,
-    and ``ddp_check`` reports it without starting any): None where it can."""
+    """Why an entry cannot run on several processes, known before training starts (the harness refuses with it in
+    one line): None where it can."""
     if getattr(datamodule_class, "single_process", False):  # an agent gathering its own experience
         return (f"{entry_name}'s agent gathers its own experience in one environment ({datamodule_class.__name__}): "
                 "there is no data to share among processes; run it with --devices 1")  # fmt: skip

@@ -25,7 +25,6 @@ import time
 
 from benchmarks.core import paths
 from benchmarks.core.results import find_results, read_result
-from benchmarks.running import distributed
 from benchmarks.running.distributed import RANK_VARIABLES
 from benchmarks.running.registry import all_entries
 from benchmarks.tools.gpu_check import missing_data
@@ -77,13 +76,6 @@ def check_entry(name: str, args, output) -> tuple[str, str]:
     return result.status, f"world size {result.world_size}, batch {layout.batch_per_process} per process; {value}"
 
 
-def known_refusal(entry, processes: int) -> str | None:
-    """``distributed.cannot_share`` for the entry on its default task: the harness refuses such a run before training
-    with the same line (tests/test_distributed.py runs one through the command line)."""
-    task = entry.task(None)
-    return distributed.cannot_share(entry.name, entry.build_model(task), task.make_datamodule, processes)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = paths.output_dir(args.output_dir) / "ddp-check"
@@ -95,13 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         clock = time.perf_counter()
         reason = None if args.example_data else missing_data(entries[name].task(None), paths.data_dir(args.data_dir))
-        refusal = None if reason else known_refusal(entries[name], args.devices)
-        if reason:
-            status, note = "skipped", reason
-        elif refusal:  # the harness's own refusal, known before any process starts: none is started for it
-            status, note = "refused", refusal
-        else:
-            status, note = check_entry(name, args, output)
+        status, note = ("skipped", reason) if reason else check_entry(name, args, output)
         rows.append((name, status, time.perf_counter() - clock, note))
         print(f"=== {name}: {status} ({rows[-1][2]:.0f}s) {note}", flush=True)
     print(f"\n{'entry':<26}{'status':<9}{'time':>6}  note")
