@@ -58,10 +58,14 @@ class BenchmarkMeter(L.Callback):
     The training clock starts at the first training step and is paused during validation, so time-to-target is the
     training time until the first validation whose metric reaches the task's target. Its state is checkpointed, so a
     resumed run keeps counting from where it stopped.
+
+    ``curve_keys``: epoch-level training metrics the task wants beside the validation metric (``Task.curve_keys``,
+    e.g. ``train/error`` for a training-error curve). ``on_train_epoch_end`` runs after that epoch's validation (and
+    before the checkpoints of the epoch are written), so each is added to the epoch's history row.
     """
 
-    def __init__(self, val_key: str, reached, count=None) -> None:
-        self.val_key, self.reached = val_key, reached
+    def __init__(self, val_key: str, reached, count=None, curve_keys: tuple[str, ...] = ()) -> None:
+        self.val_key, self.reached, self.curve_keys = val_key, reached, tuple(curve_keys)
         self.count = count or (lambda batch: len(batch[-1]))  # units in a batch: samples, or tokens for text
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
@@ -123,6 +127,15 @@ class BenchmarkMeter(L.Callback):
         self.history.append({"epoch": trainer.current_epoch, self.val_key: finite, "train_seconds": self.train_seconds})
         if self.time_to_target is None and finite is not None and self.reached(value):
             self.time_to_target, self.epoch_to_target = self.train_seconds, trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not self.curve_keys or not self.history or self.history[-1]["epoch"] != trainer.current_epoch:
+            return  # no validation ended this epoch (check_val_every_n_epoch > 1): no row to add to
+        metrics = trainer.callback_metrics  # at the epoch's end: the epoch-level (on_epoch=True) aggregates
+        for key in self.curve_keys:
+            if key in metrics:
+                value = float(metrics[key])
+                self.history[-1][key] = value if math.isfinite(value) else None
 
     def on_train_end(self, trainer, pl_module):
         self._pause(trainer)

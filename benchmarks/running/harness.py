@@ -464,7 +464,10 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
     # is selected by validation, no best checkpoint is kept, and no selected epoch is recorded.
     final = getattr(model, "tests_final_weights", False)
     meter = BenchmarkMeter(
-        task.val_key, lambda v: task.metric.reached(v, task.target), getattr(datamodule, "batch_units", None)
+        task.val_key,
+        lambda v: task.metric.reached(v, task.target),
+        getattr(datamodule, "batch_units", None),
+        curve_keys=task.curve_keys,
     )
     checkpoint = ModelCheckpoint(  # the best-validation weights: the ones tested
         dirpath=seed_dir / "checkpoints",

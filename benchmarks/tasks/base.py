@@ -126,6 +126,9 @@ class Task:
     reported_split: str = "test"
     optional_interfaces: tuple[Interface, ...] = ()
     shown_artifact: str | None = None  # the file of a seed's artifacts a leaderboard row links to (samples, text)
+    # epoch-level training metrics recorded in each epoch's history row beside the validation metric (the harness's
+    # BenchmarkMeter), e.g. ("train/error",) for a plot of training against validation error
+    curve_keys: tuple[str, ...] = ()
 
     def declared_identity(self) -> DataIdentity:
         """The data a run on this task may record, declared by its data module's class (``declared_identity()``,
