@@ -615,7 +615,9 @@ def build(results_dir=None, out_dir=None) -> list[Path]:
     out = Path(out_dir) if out_dir else paths.LEADERBOARD_DIR
     for name, path in plot_paths(ranked, out).items():
         task = all_tasks().get(name)
-        if getattr(task, "learning_curve", False):  # an agent's task: how it learned, not only where it ended
+        if hasattr(task, "plot_png"):  # a task that draws its own plot (mnist-shifted: error against shift)
+            files[path] = task.plot_png(name, ranked[name], results, _relative)
+        elif getattr(task, "learning_curve", False):  # an agent's task: how it learned, not only where it ended
             files[path] = curve_png(name, ranked[name], results, task, _relative)
         else:
             files[path] = plot_png(name, ranked[name], real_reference(ranked[name], results, task))
