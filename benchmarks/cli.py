@@ -1,5 +1,5 @@
 """The ``milestones`` command: list entries, run benchmarks, verify, validate and compare results, rebuild the
-leaderboard, run the offline demo.
+leaderboard, probe a trained network's receptive fields, run the offline demo.
 
 Every user-facing error (unknown entry or task, bad precision, missing or corrupt data, invalid config or result
 file) is printed as one line on stderr and exits with status 2; nothing half-written is left behind.
@@ -137,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="the task whose training split it is fitted on, e.g. mnist")
     p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
     p.add_argument("--offline", action="store_true", help="never download: use the data folder or fail")
+
+    p = sub.add_parser("probe", help="Hubel & Wiesel's gratings shown to a trained network's first layer, beside "
+                       "its untrained control (leaderboards/probes/)")  # fmt: skip
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--result", help="a committed result file: probe its seeds' best-validation checkpoints")
+    source.add_argument("--feature-net", choices=["mnist", "fashion-mnist"], help="probe a committed feature net")
+    p.add_argument("--seeds", type=_seeds, help="with --result: only these seeds (default: all of its seeds)")
+    p.add_argument("--output-dir", help="where the result's runs wrote their checkpoints (default: $MILESTONES_OUTPUT "
+                   "or runs/; runs/verify/ is searched too)")  # fmt: skip
+    p.add_argument("--out-dir", help="write the probe file and its pictures here (default: leaderboards/probes/)")
 
     p = sub.add_parser("demo", help="offline: the early milestones on the bundled digits, then a leaderboard")
     seeds = {"help": "comma-separated seeds (default: 0 only, to stay about a minute)"}
@@ -404,6 +414,22 @@ def cmd_reference(args) -> None:
     print(f"{args.name} on {args.task}: {record['metric']} {record['value']:.4f} ({record['details']})\nwrote {path}")
 
 
+def cmd_probe(args) -> None:
+    from pathlib import Path
+
+    from benchmarks.core import paths
+    from benchmarks.probes import receptive_fields as rf
+
+    if args.feature_net:
+        networks, name = rf.from_feature_net(args.feature_net), "feature-net"
+    else:
+        networks = rf.from_result(Path(args.result), args.seeds, paths.output_dir(args.output_dir))
+        name = Path(args.result).stem
+    command = "milestones probe " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["probe"] else "milestones probe"
+    path = rf.write_probe(networks, name, command, Path(args.out_dir) / "receptive-fields" if args.out_dir else None)
+    print(f"wrote {path} and its pictures; `milestones leaderboard` adds it to the receptive-field table")
+
+
 def cmd_demo(args) -> None:
     from benchmarks.tools.demo import run_demo
 
@@ -462,6 +488,7 @@ KNOWN_ERRORS = {
     "benchmarks.running.runfolder": "RunFolderError",
     "benchmarks.running.checkpoints": "CheckpointError",
     "benchmarks.judging.join": "JoinError",
+    "benchmarks.probes.receptive_fields": "ProbeError",
 }
 
 
@@ -479,7 +506,8 @@ def run_command(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     handlers = {"list": cmd_list, "tasks": cmd_tasks, "bench": cmd_bench, "leaderboard": cmd_leaderboard,
                 "verify": cmd_verify, "validate": cmd_validate, "compare": cmd_compare, "demo": cmd_demo,
-                "feature-net": cmd_feature_net, "reference": cmd_reference, "join": cmd_join}  # fmt: skip
+                "feature-net": cmd_feature_net, "reference": cmd_reference, "join": cmd_join,
+                "probe": cmd_probe}  # fmt: skip
     resume = f"; resume: {resume_command(argv, args.entry)}" if args.command == "bench" else ""
     try:
         try:

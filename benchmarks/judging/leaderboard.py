@@ -347,8 +347,17 @@ def task_table(task_name: str, rows: list[dict], entries_page: str = ENTRIES_PAG
     return "\n".join(lines)
 
 
-def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
+def probes_dir(results_dir: Path | str | None) -> Path:
+    """The probe files beside a results folder (leaderboards/probes/ beside leaderboards/results/)."""
+    return Path(results_dir).parent / "probes" if results_dir else paths.LEADERBOARD_DIR / "probes"
+
+
+def render_markdown(results_dir: Path | str | None = None, results=None, probes: Path | None = None) -> str:
+    from benchmarks.probes.receptive_fields import read_probes
+    from benchmarks.probes.table import render_probes
+
     results = results if results is not None else load_results(results_dir)
+    probes = probes or probes_dir(results_dir)
     ranked, failed = collect(results)
     tasks = all_tasks()
     out = [
@@ -389,6 +398,7 @@ def render_markdown(results_dir: Path | str | None = None, results=None) -> str:
             out.append(f"![{name}](plots/{name}.png)")
             out.append("")
         out.append(task_table(name, rows))
+    out += render_probes(read_probes(probes / "receptive-fields"), lambda path: _relative(paths.REPO_ROOT / path))
     if failed:
         out += [
             "",
@@ -548,7 +558,7 @@ def outputs(results_dir=None, out_dir=None, results=None) -> dict[Path, str]:
     results = load_results(results_dir) if results is None else results
     out = Path(out_dir) if out_dir else paths.LEADERBOARD_DIR
     files = {
-        out / "README.md": render_markdown(results=results),
+        out / "README.md": render_markdown(results=results, probes=probes_dir(results_dir)),
         out / "leaderboard.csv": render_csv(results),
         out / ENTRIES_PAGE: render_entries(),
     }
