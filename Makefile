@@ -22,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling perf-ddp perf-env feature-nets gpu-check list clean
+.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling perf-ddp perf-env feature-nets probe gpu-check list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -105,6 +105,9 @@ perf-scaling: setup ## validate and leaderboard on 1,000 and 10,000 synthetic re
 
 feature-nets: setup ## retrain the committed classifiers that score generated images (changes every Fréchet distance)
 	$(MILESTONES) feature-net mnist && $(MILESTONES) feature-net fashion-mnist
+
+probe: setup ## receptive fields of a trained network, e.g. ARGS='--feature-net mnist' or ARGS='--result <file>'
+	$(MILESTONES) probe $(ARGS)
 
 perf-ddp: setup ## samples/s of lenet5-modern at world size 1 and 2 through the harness (leaderboards/perf/)
 	$(BIN)/python -m benchmarks.perf.ddp_scaling $(ARGS)

@@ -96,3 +96,13 @@ def test_a_result_without_its_checkpoints_says_how_to_rebuild_them(tmp_path):
                            "--output-dir", str(tmp_path)], capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "milestones verify" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_validate_finds_a_hand_edited_probe_figure(tmp_path):
+    path = rf.write_probe(rf.from_feature_net("mnist"), "feature-net", "test", out_dir=tmp_path)
+    assert rf.probe_problems(tmp_path) == []
+    record = json.loads(path.read_text())
+    record["seeds"][0]["trained"]["summary"]["s"]["median_osi"] = 0.99
+    record["mean"]["trained"]["s"]["median_osi"] = 0.99
+    path.write_text(json.dumps(record))
+    assert rf.probe_problems(tmp_path) == [f"{path}: seed 0 trained s: summary differs from its units"]

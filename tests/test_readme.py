@@ -50,6 +50,8 @@ def check_milestones(argv: list[str]) -> None:
     elif args.command == "reference":
         assert args.name in COMPUTATIONS
         get_task(args.task)
+    elif args.command == "probe" and args.result:
+        assert (REPO_ROOT / args.result).exists(), f"{args.result}: no such result file"
     elif args.command == "compare":
         for target in args.targets:
             assert (REPO_ROOT / target).exists() or get_entry(target)

@@ -26,6 +26,8 @@ failure is one line ``<file>: <field>: <what is wrong>``. The checks, in order:
 - dataset: the recorded checksums are those the task's code declares (never read from the data folder);
 - code: a commit is recorded, the tree was clean, and the commit is in this repository's history (skipped, with a
   note, in a shallow clone);
+- probes (with no paths given): each receptive-field probe file's summaries and means re-derive from its per-unit
+  values, its pictures are whole PNGs, and the weights it names are still the committed files;
 - leaderboard: the committed tables equal a rebuild from all result files.
 """
 
@@ -329,6 +331,10 @@ def validate(targets: list[str] | None = None, results_dir=None, leaderboard_dir
     # file, never a link: its content is the resolved file's)
     parsed = {path.resolve(): result for path, result in read.items() if strictly_readable(result)}
     problems += check_duplicates(files, parsed)
+    if targets is None:  # the whole tree: the receptive-field probe files beside the results too
+        from benchmarks.probes.receptive_fields import probe_problems
+
+        problems += probe_problems(leaderboard.probes_dir(results_dir) / "receptive-fields")
     try:
         problems += leaderboard.check(results_dir, leaderboard_dir, parsed)
     except ResultError as error:

@@ -362,3 +362,46 @@ def read_probes(probes_dir: Path | None = None) -> list[tuple[Path, dict]]:
     """Every committed probe file, parsed as data (JSON only), by path."""
     root = Path(probes_dir or PROBES_DIR)
     return [(path, json.loads(path.read_text(encoding="utf-8"))) for path in sorted(root.rglob("*.json"))]
+
+
+def probe_problems(probes_dir: Path | None = None) -> list[str]:
+    """One line per way a committed probe file departs from what it claims: its summaries and means re-derived from
+    its per-unit values, its pictures present and whole, its weights' source still the committed file it names."""
+    from benchmarks.core.results import file_problem
+
+    problems = []
+    for path, record in _readable(Path(probes_dir or PROBES_DIR), problems):
+        try:
+            sides = [(side, stage) for side in ("trained", "control") for stage in ("s", "c")]
+            for seed, (side, stage) in ((seed, pair) for seed in record["seeds"] for pair in sides):
+                if summary(seed[side]["units"][stage]) != seed[side]["summary"][stage]:
+                    problems.append(f"{path}: seed {seed['seed']} {side} {stage}: summary differs from its units")
+            for side, stage in sides:
+                if _mean(record["seeds"], side, stage) != record["mean"][side][stage]:
+                    problems.append(f"{path}: mean {side} {stage}: differs from its seeds' summaries")
+            for name in record["figures"]:
+                problem = file_problem(path.parent / name)
+                if problem:
+                    problems.append(f"{path}: picture {name}: {problem}")
+            for seed in record["seeds"]:
+                source = seed["source"]
+                named = paths.REPO_ROOT / source["file"]
+                if not named.is_file():
+                    problems.append(
+                        f"{path}: seed {seed['seed']}: its source {source['file']} is not in the repository"
+                    )
+                elif source["kind"] == "feature-net" and "sha256:" + sha256_file(named) != source["sha256"]:
+                    problems.append(f"{path}: its feature net {source['file']} is not the file it probed (sha256)")
+        except (KeyError, TypeError, AttributeError) as error:
+            problems.append(f"{path}: not a probe file of schema {SCHEMA} ({type(error).__name__}: {error})")
+    return problems
+
+
+def _readable(root: Path, problems: list[str]) -> list[tuple[Path, dict]]:
+    readable = []
+    for path in sorted(root.rglob("*.json")):
+        try:
+            readable.append((path, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as error:
+            problems.append(f"{path}: not readable as JSON ({error})")
+    return readable
