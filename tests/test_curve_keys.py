@@ -41,3 +41,30 @@ def test_meter_without_curve_keys_records_only_validation():
     meter = BenchmarkMeter("val/error", lambda v: v <= 1.0)
     epoch(meter, 0, 50.0, 60.0)
     assert set(meter.history[0]) == {"epoch", "val/error", "train_seconds"}
+
+
+def test_a_task_with_curve_keys_plots_training_dashed_beside_validation_against_iterations():
+    """imagenette-32's leaderboard plot is He et al.'s Fig. 6: per row, the validation error (solid, the seeds' mean)
+    and the training error (dashed, same colour) at x = (epoch + 1) × iterations per epoch."""
+    from types import SimpleNamespace
+
+    from benchmarks.judging import curves
+    from benchmarks.tasks import all_tasks
+
+    task = all_tasks()["imagenette-32"]
+    history = [[(50.0, 60.0), (40.0, 45.0)], [(54.0, 62.0), (44.0, 47.0)]]  # per seed, per epoch: (val, train)
+    seeds = [SimpleNamespace(val_history=[{"epoch": e, "val/error": v, "train/error": t} for e, (v, t) in
+                                          enumerate(rows)]) for rows in history]  # fmt: skip
+    result = SimpleNamespace(seeds=seeds, config={"trainer": {"max_epochs": 2}, "data": {"batch_size": 128}})
+    per_epoch = -(-(9_469 - 500) // 128)  # 71 iterations of batch 128
+    assert curves.curve_points(result, task) == ([per_epoch, 2 * per_epoch], [52.0, 42.0], [50.0, 40.0], [54.0, 44.0])
+    assert curves.curve_points(result, task, "train/error")[1] == [61.0, 46.0]
+    row = {"entry": "resnet20", "precision": "32-true", "n": 2, "provisional": False, "file": "r.json",
+           "paper_value": 8.75, "paper_task": "cifar10", "paper_metric": None}  # fmt: skip
+    ax = curves.curve_figure("imagenette-32", [row], {"r.json": result}, task).axes[0]
+    solid, dashed = ax.get_lines()[:2]
+    assert list(solid.get_ydata()) == [52.0, 42.0] and list(dashed.get_ydata()) == [61.0, 46.0]
+    assert dashed.get_linestyle() == "--" and dashed.get_color() == solid.get_color()
+    assert "iterations" in ax.get_xlabel() and "training (dashed)" in ax.get_ylabel()
+    assert 8.75 not in [float(line.get_ydata()[0]) for line in ax.get_lines()]  # a CIFAR-10 number: not drawn here
+    assert task.budget(result.config) == f"2 epochs ({2 * per_epoch} iterations)"
