@@ -144,3 +144,18 @@ def test_the_tasks_identity_is_the_mnist_files_and_the_transformations_parameter
     assert all(str(s) in TRANSFORM for s in SHIFTS) and "alpha=34" in TRANSFORM and "sigma=4" in TRANSFORM
     assert task.val_key == "val/error" and task.metric.name == "shift_error"
     assert task.extra_metrics == tuple(f"error_{name}" for name in VARIANTS)
+
+
+def test_the_tasks_plot_draws_error_against_shift_per_row_with_the_deformed_set_apart():
+    from types import SimpleNamespace
+
+    task = get_task("mnist-shifted")
+    values = ([1.0, 2.0, 4.0, 8.0, 3.0], [3.0, 4.0, 6.0, 10.0, 5.0])  # error_shift0, 2, 4, 6, elastic of two seeds
+    seeds = [SimpleNamespace(status="ok", metrics=dict(zip(task.extra_metrics, v))) for v in values]
+    rows = [{"entry": "lenet5", "file": "r.json", "provisional": False}]
+    ax = task.plot_figure("mnist-shifted", rows, {"r.json": SimpleNamespace(seeds=seeds)}).axes[0]
+    shifts = ax.get_lines()[0]
+    elastic = next(line for line in ax.get_lines() if line.get_marker() == "s")  # the deformed set's point
+    assert list(shifts.get_xdata()) == list(SHIFTS) and list(shifts.get_ydata()) == [2.0, 3.0, 5.0, 9.0]
+    assert list(elastic.get_ydata()) == [4.0] and elastic.get_xdata()[0] > SHIFTS[-1]
+    assert ax.get_ylabel() == "test error (%)" and "lenet5 (n=2)" in [t.get_text() for t in ax.get_legend().texts]

@@ -183,11 +183,17 @@ class ShiftedTask(Task):
         return metrics
 
     def plot_png(self, name: str, rows: list[dict], results: list, relative) -> bytes:
-        """The task's leaderboard plot: test error against shift, one line per row (mean ± std over its seeds), and
-        the elastically deformed set's error as a separate point on the right."""
+        """The task's leaderboard plot (``leaderboard.build`` calls it for a task that has one), as PNG bytes."""
+        buffer = io.BytesIO()
+        files = {relative(path): result for path, result in results}
+        self.plot_figure(name, rows, files).savefig(buffer, format="png", metadata={"Software": None})
+        return buffer.getvalue()
+
+    def plot_figure(self, name: str, rows: list[dict], files: dict):
+        """Test error against shift, one line per row (mean ± std over its ok seeds; the best 12 rows), and the
+        elastically deformed set's error as a separate point on the right. ``files``: a row's file → its result."""
         from matplotlib.figure import Figure
 
-        files = {relative(path): result for path, result in results}
         fig = Figure(figsize=(9, 5.5), dpi=100, layout="constrained")
         ax = fig.add_subplot()
         positions = [*SHIFTS, SHIFTS[-1] + 2.5]  # the deformed set stands apart from the shift axis
@@ -219,9 +225,7 @@ class ShiftedTask(Task):
         ax.set_title(f"{name}: test error against shift (mean ± std over seeds); ranked by the mean over the shifts")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", metadata={"Software": None})
-        return buffer.getvalue()
+        return fig
 
 
 TASKS = [
