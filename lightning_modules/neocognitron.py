@@ -182,6 +182,11 @@ class Neocognitron(Classifier):
         scores = uc3[:, :, None].masked_fill(~member[None], -1.0)  # (B, K3, C)
         return scores.amax(1)
 
+    def probe_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """US1 and UC1, (B, K1, 28, 28) and (B, K1, 14, 14): the maps `milestones probe` shows gratings to."""
+        _, u_s, _, u_c = self.layers(x)[0]
+        return u_s, u_c
+
     # --- self-organisation ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def reinforce(self, x: torch.Tensor) -> int:

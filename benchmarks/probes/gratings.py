@@ -83,6 +83,8 @@ def half_width(curve: torch.Tensor, preferred: int) -> float:
     does (an untuned unit)."""
     step = 180.0 / len(curve)
     peak = float(curve[preferred])
+    if peak <= 0:
+        return 90.0  # a unit that never fired has no tuning
     half = peak / 2
     sides = []
     for direction in (1, -1):

@@ -2,13 +2,15 @@
 
 A network's first stages are found in its own forward pass, so no model declares anything (``first_stages``):
 
-- the *S stage* (simple cells): the first ``nn.Conv2d`` the input meets, read at the last map of that shape before
-  the map shrinks (after its nonlinearity or normalisation where the model has them as modules);
+- the *S stage* (simple cells): the first ``nn.Conv2d`` the input meets, read at the last map of that shape that a
+  module without children gives before the map shrinks (after the nonlinearity or normalisation where the model has
+  them as modules);
 - the *C stage* (complex cells): the first later map with the same channels and a smaller size: the pooling or
-  subsampling over those units (absent in a network that has none, e.g. ResNet).
+  subsampling over those units; absent in a network whose next convolution comes first (e.g. ResNet).
 
 A model whose first stages are not modules of these kinds names them in a class attribute
-``probe_stages = ("<S module name>", "<C module name or None>")``.
+``probe_stages = ("<S module name>", "<C module name or None>")``, or, when they are not modules at all (the
+Neocognitron's S- and C-cells are functions of its buffers), returns them from ``probe_maps(x) -> (S, C or None)``.
 
 Weights come from what the suite can rebuild: a committed feature net (``--feature-net mnist``), or a committed
 result's seeds (``--result FILE``), whose best-validation checkpoints (the weights the row tested) are read from the
@@ -63,6 +65,10 @@ class _Stop(Exception):
 
 def stage_maps(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
     """(S responses (N, C, h, w), C responses (N, C, h', w') or None, (S name, C name)) for a batch of images."""
+    if hasattr(model, "probe_maps"):
+        with torch.no_grad():
+            s, c = model.probe_maps(images)
+        return s, c, ("probe_maps: S", "probe_maps: C" if c is not None else None)
     names = {module: name for name, module in model.named_modules() if name}
     declared = getattr(type(model), "probe_stages", None)
     seen: dict[str, object] = {"conv": None, "s": None, "c": None}
@@ -84,9 +90,13 @@ def stage_maps(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, to
             if isinstance(module, nn.Conv2d):
                 seen["conv"] = seen["s"] = (name, output)
             return
+        if next(module.children(), None) is not None:
+            return  # a container: its leaves were seen already
+        if isinstance(module, nn.Conv2d):
+            raise _Stop  # the next layer of filters begins before any pooling: no C stage
         s_shape = seen["conv"][1].shape
-        if output.shape == s_shape and not name.startswith(seen["s"][0] + "."):
-            seen["s"] = (name, output)  # the same map after its nonlinearity (a later module of that shape)
+        if output.shape == s_shape:
+            seen["s"] = (name, output)  # the same map after its nonlinearity or normalisation
         elif output.shape[1] == s_shape[1] and output.shape[-1] < s_shape[-1]:
             seen["c"] = (name, output)
             raise _Stop
@@ -199,13 +209,11 @@ def probe(network: Network) -> dict:
 
 
 def first_filters(model: nn.Module, input_shape) -> torch.Tensor | None:
-    """The S stage's convolution weights (C_out, C_in, k, k), when the S stage is a convolution."""
-    _, _, (s_name, _) = stage_maps(model, g.blank(input_shape))
-    module = dict(model.named_modules())[s_name]
-    for candidate in (module, *(m for m in model.modules() if isinstance(m, nn.Conv2d))):
-        weight = getattr(candidate, "weight", None)
-        if torch.is_tensor(weight) and weight.dim() == 4:
-            return weight.detach().clone()
+    """The first layer's filters (C_out, C_in, k, k): the first 4-D parameter or buffer, in registration order, that
+    reads the input's channels (a convolution's weight, or the Neocognitron's a₁)."""
+    for tensor in model.state_dict().values():
+        if tensor.dim() == 4 and tensor.shape[1] == input_shape[0] and tensor.is_floating_point():
+            return tensor.detach().clone()
     return None
 
 
