@@ -106,3 +106,23 @@ def test_validate_finds_a_hand_edited_probe_figure(tmp_path):
     record["mean"]["trained"]["s"]["median_osi"] = 0.99
     path.write_text(json.dumps(record))
     assert rf.probe_problems(tmp_path) == [f"{path}: seed 0 trained s: summary differs from its units"]
+
+
+def test_the_s_stage_stops_at_the_next_convolution_and_a_model_may_give_its_maps_itself():
+    stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Conv2d(4, 4, 3))
+    _, c, names = rf.stage_maps(stem.eval(), torch.rand(2, 3, 8, 8))
+    assert names == ("2", None) and c is None  # ResNet's stem: no pooling before the next convolution
+
+    class Functional(nn.Module):  # stages computed from buffers, as the Neocognitron's S- and C-cells are
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("a1", torch.randn(3, 1, 5, 5))
+
+        def probe_maps(self, x):
+            s = torch.nn.functional.conv2d(x, self.a1, padding=2).relu()
+            return s, torch.nn.functional.max_pool2d(s, 2)
+
+    model = Functional()
+    s, c, names = rf.stage_maps(model, torch.rand(2, 1, 8, 8))
+    assert s.shape == (2, 3, 8, 8) and c.shape == (2, 3, 4, 4) and names == ("probe_maps: S", "probe_maps: C")
+    assert torch.equal(rf.first_filters(model, (1, 8, 8)), model.a1)
