@@ -68,8 +68,8 @@ def curve_figure(name: str, rows: list[dict], results: dict[str, object], task):
     ax.set_ylabel(f"{'training (dashed) and ' * bool(extra)}validation {metric}")
     more = f" (the best {len(shown)} of {len(rows)} rows)" if len(rows) > len(shown) else ""
     what = f"validation {task.metric.name}" + (f" (solid), {', '.join(extra)} (dashed)" if extra else "")
-    ax.set_title(f"{name}: {what} over training; mean of the seeds, band = their range{more}",
-                 fontsize=10 if extra else None)  # fmt: skip
+    title = f"{name}: {what} over training; mean of the seeds, band = their range{more}"
+    ax.set_title(title, **({"fontsize": 10} if extra else {}))  # the agents' plots keep the default size
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
