@@ -418,7 +418,7 @@ def cmd_probe(args) -> None:
     from pathlib import Path
 
     from benchmarks.core import paths
-    from benchmarks.probes import receptive_fields as rf
+    from benchmarks.judging import receptive_fields as rf
 
     if args.feature_net:
         networks, name = rf.from_feature_net(args.feature_net), "feature-net"
@@ -488,7 +488,7 @@ KNOWN_ERRORS = {
     "benchmarks.running.runfolder": "RunFolderError",
     "benchmarks.running.checkpoints": "CheckpointError",
     "benchmarks.judging.join": "JoinError",
-    "benchmarks.probes.receptive_fields": "ProbeError",
+    "benchmarks.judging.receptive_fields": "ProbeError",
 }
 
 

@@ -2,7 +2,7 @@
 
     cli.py                      the `milestones` command
     perf/   tools/              measurements of the harness; commands built on it
-    judging/                    validate, verify, compare, leaderboard: what is done with result files
+    judging/                    validate, verify, compare, leaderboard, probe: what is done with result files
     running/                    registry, references, harness: entries and runs
     tasks/                      what is measured: data, metric, interface, evaluation
     scoring/                    measures from samples and decoded text

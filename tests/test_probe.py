@@ -1,5 +1,6 @@
-"""The receptive-field probe (benchmarks/probes/): stimuli, tuning measures on units whose answer is known, the
-stages found in a network's own forward pass, the command line, the probe file and the leaderboard's table."""
+"""The receptive-field probe (benchmarks/judging/receptive_fields.py, gratings.py): stimuli, tuning measures on units
+whose answer is known, the stages found in a network's own forward pass, the command line, the probe file and the
+leaderboard's table."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.probes import gratings as g
-from benchmarks.probes import receptive_fields as rf
-from benchmarks.probes.table import render_probes
+from benchmarks.judging import gratings as g
+from benchmarks.judging import receptive_fields as rf
+from benchmarks.judging.receptive_field_table import render_probes
 
 
 def test_a_grating_at_zero_degrees_has_vertical_bars_and_spans_the_whole_scale():

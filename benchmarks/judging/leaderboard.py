@@ -353,8 +353,8 @@ def probes_dir(results_dir: Path | str | None) -> Path:
 
 
 def render_markdown(results_dir: Path | str | None = None, results=None, probes: Path | None = None) -> str:
-    from benchmarks.probes.receptive_fields import read_probes
-    from benchmarks.probes.table import render_probes
+    from benchmarks.judging.receptive_field_table import render_probes
+    from benchmarks.judging.receptive_fields import read_probes
 
     results = results if results is not None else load_results(results_dir)
     probes = probes or probes_dir(results_dir)

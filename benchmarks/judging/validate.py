@@ -332,7 +332,7 @@ def validate(targets: list[str] | None = None, results_dir=None, leaderboard_dir
     parsed = {path.resolve(): result for path, result in read.items() if strictly_readable(result)}
     problems += check_duplicates(files, parsed)
     if targets is None:  # the whole tree: the receptive-field probe files beside the results too
-        from benchmarks.probes.receptive_fields import probe_problems
+        from benchmarks.judging.receptive_fields import probe_problems
 
         problems += probe_problems(leaderboard.probes_dir(results_dir) / "receptive-fields")
     try:

@@ -35,7 +35,7 @@ from benchmarks.core import paths
 from benchmarks.core.checksums import sha256_file
 from benchmarks.core.environment import code_identity
 from benchmarks.core.results import read_result, write_atomic
-from benchmarks.probes import gratings as g
+from benchmarks.judging import gratings as g
 
 PROBES_DIR = paths.LEADERBOARD_DIR / "probes" / "receptive-fields"
 SCHEMA = 1
@@ -348,7 +348,7 @@ def record_file(networks: list[Network], name: str, command: str) -> dict:
 
 
 def write_probe(networks: list[Network], name: str, command: str, out_dir: Path | None = None) -> Path:
-    from benchmarks.probes.figures import filters_png, tuning_png
+    from benchmarks.judging.receptive_field_figures import filters_png, tuning_png
 
     record = record_file(networks, name, command)
     folder = Path(out_dir or PROBES_DIR) / record["task"] / record["entry"]
