@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from benchmarks.core.results import write_atomic
@@ -112,3 +113,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().remove_checkpoint(path)
         record_path(Path(path)).unlink(missing_ok=True)
         _on_disk.pop(Path(path).resolve(), None)
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, which also saves after an epoch in which the model made no optimiser step.
+
+    Lightning skips a save when ``trainer.global_step`` has not moved since its last one, and only an optimiser step
+    moves it. A learning rule that updates buffers (the perceptron, Adaline, the Neocognitron's reinforcement) never
+    does: such a run kept no best and no last checkpoint, so its test used the final weights while its result named the
+    best epoch, and ``--resume`` started it over. Here a new epoch counts as progress too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_epoch_saved: int | None = None
+
+    def _should_skip_saving_checkpoint(self, trainer) -> bool:
+        fitting = trainer.state.fn == "fit" and not (trainer.fast_dev_run or trainer.sanity_checking)
+        new_epoch = self._last_epoch_saved != trainer.current_epoch
+        if fitting and new_epoch and self._last_global_step_saved == trainer.global_step:
+            return False  # an epoch of a learning rule that makes no optimiser step: save it
+        return super()._should_skip_saving_checkpoint(trainer)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._last_epoch_saved = trainer.current_epoch

@@ -34,7 +34,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR_ALIAS_CONVERSION
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -469,7 +468,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
         getattr(datamodule, "batch_units", None),
         curve_keys=task.curve_keys,
     )
-    checkpoint = ModelCheckpoint(  # the best-validation weights: the ones tested
+    checkpoint = checkpoints.EpochCheckpoint(  # the best-validation weights: the ones tested
         dirpath=seed_dir / "checkpoints",
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
@@ -480,7 +479,7 @@ def run_seed(ctx: RunContext, task, seed: int) -> tuple[SeedResult, dict | None,
     # every epoch, for --resume (a monitored ModelCheckpoint's save_last only saves when the best improves); at the
     # end of the training epoch, as Lightning does by itself only when validation runs every epoch (with
     # trainer.check_val_every_n_epoch it would save after each validation only, inside that epoch's last batch)
-    latest = ModelCheckpoint(
+    latest = checkpoints.EpochCheckpoint(
         dirpath=seed_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True
     )
     selection = [] if final else [checkpoint]
