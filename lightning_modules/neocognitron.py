@@ -116,11 +116,6 @@ def representatives(u_s: torch.Tensor, column: int) -> tuple[torch.Tensor, torch
 
 
 class Neocognitron(Classifier):
-    # Tested as training leaves it: the network after the reading pass (NeocognitronLinear: the probe after its last
-    # pass). A model that takes no optimiser step leaves Lightning's checkpoint callbacks nothing to save (they save
-    # only when the global step has moved), so a best-validation epoch could be recorded but not restored.
-    tests_final_weights = True
-
     def __init__(
         self,
         num_classes: int = 10,

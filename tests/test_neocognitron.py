@@ -95,11 +95,6 @@ def test_only_the_representatives_planes_are_reinforced_by_eq_6():
     assert (model.b1[k] - before["b1"][k]).item() == pytest.approx(q * v_c1[0].flatten()[p].item())  # Δb = q · v_C
 
 
-def test_the_weights_training_ends_with_are_tested():
-    # no optimiser step, so no checkpoint: the harness must test the weights in place, and records no selected epoch
-    assert Neocognitron.tests_final_weights
-
-
 def test_the_same_seed_organises_the_same_network():
     def organised(seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
