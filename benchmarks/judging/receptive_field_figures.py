@@ -36,7 +36,10 @@ def mosaic(weights: torch.Tensor, columns: int = 16) -> torch.Tensor:
 def filters_png(record: dict, trained: torch.Tensor | None, control: torch.Tensor | None) -> bytes:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 5.5), dpi=100, layout="constrained")
+    shown = next((w for w in (trained, control) if w is not None), None)
+    n = shown.shape[0] if shown is not None else 1
+    rows = math.ceil(n / min(16, n))
+    fig = Figure(figsize=(10, 1.0 + 2 * (0.5 + 10 * rows / min(16, n))), dpi=100, layout="constrained")
     seed = record["seeds"][0]["seed"]
     name = f"{record['entry']} on {record['task']}"
     panels = [(trained, f"trained (seed {seed})"), (control, f"untrained control (seed {seed})")]
