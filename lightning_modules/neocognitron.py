@@ -1,9 +1,11 @@
 """The Neocognitron (Fukushima 1980): S-layers that organise themselves without a teacher, fixed C-layers that pool.
 
 K. Fukushima, "Neocognitron: A Self-organizing Neural Network Model for a Mechanism of Pattern Recognition Unaffected
-by Shift in Position", Biological Cybernetics 36, 193-202 (1980). The paper's text could not be consulted while this
-file was written (no copy was reachable offline); the equations below are the paper's as remembered, and the points
-that could not be checked say so here and in the config's comment.
+by Shift in Position", Biological Cybernetics 36, 193-202 (1980). Checked afterwards against an OCR copy of the
+paper (its prose is clean, its display equations partly garbled): the forms of eqs. (1)-(6), r = (4.0, 1.5, 1.5),
+q = (1.0, 16.0, 16.0), α = 0.5, 5×5 S-columns in US1 and US2, the choice of representatives and the reinforcement of
+all layers at every presentation are the paper's. Not the paper's: the random initial a (below), the 3×3 S-columns of
+US3, the forms of c and d, the strides and the edges, the plane counts and the labelled reading; the config lists them.
 
 The network (the paper's Fig. 2), a cascade U0 → US1 → UC1 → US2 → UC2 → US3 → UC3. Every layer is a stack of
 "cell-planes"; all cells of a plane share their input weights and differ only in position (the paper's assumption that
@@ -14,22 +16,27 @@ S-cell, eq. (1) (plane k of layer l at position n; u_C the C-cells of layer l−
     u_S(k, n) = r · φ[ (1 + Σ_κ Σ_ν a(κ, ν, k) · u_C(κ, n + ν)) / (1 + r/(1 + r) · b(k) · v_C(n)) − 1 ]
     φ[x] = max(x, 0)
 
-    v_C(n) = sqrt( Σ_κ Σ_ν c(ν) · u_C(κ, n + ν)² )          eq. (2): the V_C-cell, a weighted root mean square
+    v_C(n) = sqrt( Σ_κ Σ_ν c(ν) · u_C(κ, n + ν)² )          eq. (3): the V_C-cell, a weighted root mean square
+
+φ is eq. (2). The paper's copy reads the inhibition's factor as 2r/(1 + r) with Δb = (q/2)·v_C; this file's r/(1 + r)
+with Δb = q·v_C is the same product (b here is twice the paper's b), so the outputs are the same.
 
 a (excitatory, modifiable) and b (the shunting inhibition from the V_C-cell, modifiable) start at small positive random
-values and 0; c (fixed) falls off monotonically with |ν| and sums to 1 over κ and ν; r sets the selectivity: when a and
-b have grown large, u_S > 0 only where the input's c-weighted cosine with the learned pattern exceeds r / (1 + r).
+values and 0 (the paper's initial a are small and *not* random: a function of ν and of the planes' indices that gives
+each S1 plane a weak preference for its own orientation, whose formula the available copy does not show); c (fixed)
+falls off monotonically with |ν| and sums to 1 over κ and ν; r sets the selectivity: when a and b have grown large,
+u_S > 0 only where the input's c-weighted cosine with the learned pattern exceeds r / (1 + r).
 
-C-cell, eqs. (3)–(5) (fixed weights d, falling off with |ν|; each C-plane pools its own S-plane):
+C-cell, eqs. (4)–(6) (fixed weights d, falling off with |ν|; each C-plane pools its own S-plane):
 
     u_C(k, n) = ψ[ (1 + Σ_ν d(ν) · u_S(k, n + ν)) / (1 + v_S(n)) − 1 ],   ψ[x] = φ[x] / (α + φ[x])
     v_S(n) = (1/K) Σ_k Σ_ν d(ν) · u_S(k, n + ν)                              the V_S-cell: the planes' mean
 
-Self-organisation without a teacher, eq. (6): digits are presented one at a time. In each S-layer the S-cells are
-grouped into S-columns: the cells of every plane in a small area (``column``), overlapping. In each column the cell of
-largest output is a candidate; a plane with several candidates keeps the largest as its representative, so each plane
-has at most one. Only representatives are reinforced, and since a plane's cells share their weights, the whole plane
-changes:
+Self-organisation without a teacher, the two equations after eq. (6) (eqs. 7–8): digits are presented one at a time.
+In each S-layer the S-cells are grouped into S-columns: the cells of every plane in a small area (``column``),
+overlapping. In each column the cell of largest output is a candidate; a plane with several candidates keeps the
+largest as its representative, so each plane has at most one. Only representatives are reinforced, and since a plane's
+cells share their weights, the whole plane changes:
 
     Δa(κ, ν, k̂) = q · c(ν) · u_C(κ, n̂ + ν),     Δb(k̂) = q · v_C(n̂)
 
