@@ -259,17 +259,15 @@ def from_feature_net(task: str) -> list[Network]:
 
 
 def checkpoint_of(result_path: Path, seed, output_dir: Path) -> Path:
-    """The best-validation checkpoint a seed of a result was tested with, from bench's or verify's run folder."""
-    expected = f"best-epoch{seed.selected_epoch:03d}.ckpt" if seed.selected_epoch is not None else None
+    """The checkpoint a seed of a result was tested with, from bench's or verify's run folder: its best-validation
+    one, or, for a model whose paper tests the weights training ends with (no selected epoch), the last one."""
+    expected = f"best-epoch{seed.selected_epoch:03d}.ckpt" if seed.selected_epoch is not None else "last.ckpt"
     folders = [output_dir / seed.log_dir / "checkpoints", output_dir / "verify" / seed.log_dir / "checkpoints"]
     for folder in folders:
-        found = sorted(folder.glob("best-*.ckpt"))
-        if expected and (folder / expected).is_file():
+        if (folder / expected).is_file():
             return folder / expected
-        if found and not expected:
-            return found[-1]
     raise ProbeError(
-        f"no checkpoint of seed {seed.seed} of {result_path} ({expected or 'best-*.ckpt'}) under "
+        f"no checkpoint of seed {seed.seed} of {result_path} ({expected}) under "
         f"{folders[0]} or {folders[1]}; rebuild the weights with `milestones verify {result_path} --seeds {seed.seed}`"
         " (it re-trains the row and keeps its checkpoints), or pass --output-dir where the run wrote them"
     )

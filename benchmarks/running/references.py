@@ -7,7 +7,8 @@ reference is the one the method is known to approach, computed here on exactly t
 - ``least-squares``: the linear least-squares classifier — ten one-vs-rest linear units with a bias, inputs mapped to
   the ±1 switch levels, targets ±1, fitted in closed form (the minimum-norm solution, numpy's SVD ``lstsq``) on the
   task's training split, read out by the largest output. It is the Wiener solution that the LMS rule converges to
-  (Widrow & Hoff 1960), so an Adaline row should approach it from above.
+  (Widrow & Hoff 1960), so an Adaline row should come close to it (it minimises the squared error, not the error
+  rate, so a pass on the way can test slightly below it).
 
 ``milestones reference <name> --task <task>`` writes ``leaderboards/references/<task>/<name>.json`` (value, details,
 dataset checksums, commit, versions). An entry config quotes it as ``reported: {kind: suite, reference: <name>, ...}``
