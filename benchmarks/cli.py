@@ -1,5 +1,5 @@
-"""The ``milestones`` command: list entries, run benchmarks, verify, validate and compare results, rebuild the
-leaderboard, probe a trained network's receptive fields, run the offline demo.
+"""The ``milestones`` command: list entries, run benchmarks, verify, validate and compare results, probe a trained
+network's receptive fields, rebuild the leaderboard, run the offline demo.
 
 Every user-facing error (unknown entry or task, bad precision, missing or corrupt data, invalid config or result
 file) is printed as one line on stderr and exits with status 2; nothing half-written is left behind.
