@@ -189,7 +189,7 @@ def test_a_valid_copy_loads(tmp_path):
         (("    hidden: 300", "    hidden: many"), "hidden"),
         (("division: open", "division: closed-ish"), "division"),
         (("seeds: 3", "seeds: 3\nseed: 4"), "seed"),
-        (("tasks: [mnist, fashion-mnist, digits]", "tasks: [mnist, cifar-100]"), "cifar-100"),
+        (("tasks: [mnist, fashion-mnist, digits, mnist-shifted]", "tasks: [mnist, cifar-100]"), "cifar-100"),
         (("class_path: lightning_modules.mlp.BackpropMLP", "class_path: lightning_modules.mlp.Nope"), "Nope"),
         (("class_path: lightning_modules.mlp.BackpropMLP", "class_path: os.system"), "lightning_modules"),
         (("entry: tiny", "entry: other"), "file name"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -191,11 +192,19 @@ def test_a_different_tokenizer_fails_validation(submission):
 
 # --- the declared data identity ---------------------------------------------------------------------------------------
 def test_every_task_declares_its_identity_in_code():
+    """A declared value is a file's checksum (md5 / sha256), or, for data derived from checksummed files by code (a
+    32×32 reduction, shifted test digits), the derivation's versioned description ``<name> v<N>: <parameters>``: the
+    derivation is this repository's code, so its parameters name it exactly."""
+    derivation = re.compile(r"[\w .-]+ v\d+: .+")
     for name, task in all_tasks().items():
         declared = task.declared_identity()
         assert declared.required or declared.user_hashed, f"{name} declares no data"
+        checksums = 0
         for value in [*declared.required.values(), *declared.optional.values()]:
-            assert value.split(":")[0] in ("md5", "sha256") and len(value.split(":")[1]) in (32, 64), (name, value)
+            checksum = value.split(":")[0] in ("md5", "sha256") and len(value.split(":")[1]) in (32, 64)
+            assert checksum or derivation.fullmatch(value), (name, value)
+            checksums += checksum
+        assert checksums or declared.user_hashed, f"{name}: a derivation, but of no checksummed file"
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "mnist-gen", "fashion-mnist-gen", "shakespeare-char",
