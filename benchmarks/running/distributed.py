@@ -17,6 +17,9 @@ from outside) and owns the process group. Here:
   compares them across ranks. What a model logs itself while evaluating is averaged across ranks for it
   (``reduce_evaluation_logs``), and a training step that DDP's reducer refuses is recognised (``reducer_refused``).
 - **What ran where.** ``describe`` records the strategy, the nodes, the batch per process and every rank's hardware.
+- **Leaving together.** ``close_process_group`` ends the run's process group while the interpreter is whole: gloo's
+  worker threads torn down at interpreter exit can abort a rank that had finished its work (SIGABRT, "terminate
+  called without an active exception", seen once in CI on the torchrun test).
 """
 
 from __future__ import annotations
@@ -189,6 +192,16 @@ REDUCER_REFUSALS = ("It looks like your LightningModule has parameters that were
 
 def reducer_refused(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and str(error).startswith(REDUCER_REFUSALS)
+
+
+def close_process_group(finished: bool) -> None:
+    """Wait for every rank (when all finished: a rank that failed may never come) and destroy the process group,
+    here rather than in Lightning's atexit handler or at interpreter teardown. Does nothing in a single process."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if finished:
+        torch.distributed.barrier()  # rank 0 has written the result; no rank tears down a peer still in a collective
+    torch.distributed.destroy_process_group()
 
 
 def weights_digest(model: torch.nn.Module) -> int:

@@ -297,11 +297,15 @@ def run_benchmark(entry: str | Entry, opts: BenchOptions) -> tuple[Result, Path 
     folder = RunFolder(ctx.run_root)
     # the other processes of a distributed run say nothing: rank 0 speaks for the run (their errors still show)
     quiet = contextlib.nullcontext() if first_process() else contextlib.redirect_stdout(open(os.devnull, "w"))
+    finished = False
     try:
         with quiet:
-            return run_in_folder(ctx, task, seeds, folder, results_dir)
+            outcome = run_in_folder(ctx, task, seeds, folder, results_dir)
+        finished = True
+        return outcome
     finally:
         folder.unlock()  # also on an error or an interrupt: a later run in this process must be able to take it
+        distributed.close_process_group(finished)
 
 
 def run_in_folder(ctx: RunContext, task, seeds: list[int], folder: RunFolder, results_dir: Path):
