@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.core.checksums import sha256_file
 from benchmarks.tasks.charlm import CharData
 from benchmarks.tasks.files import DataError, RemoteFile, md5sum
 from benchmarks.tasks.translation import BOS, EOS, SentenceBatches, TranslationData
@@ -250,3 +251,50 @@ def test_a_character_file_that_is_not_utf8_names_the_line(shakespeare, monkeypat
     monkeypatch.setattr(CharData, "remote", RemoteFile(CharData.remote.relpath, md5sum(path), ()))
     with pytest.raises(DataError, match=r"input\.txt:\d+: not UTF-8 \(byte 0xe9 at column 4\)"):
         CharData(shakespeare, batch_size=4, download=False).setup()
+
+
+# --- processes that read the same text at once ------------------------------------------------------------------------
+def _setup_at_once(folder: Path, start, results) -> None:
+    """One DDP rank's (or one parallel job's) first read of the character text: all start together, on a cold cache."""
+    import contextlib
+    import io
+
+    start.wait()
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            data = CharData(folder, batch_size=4, download=False)
+            data.setup()
+        results.put((hashlib.sha256(data.splits["train"].numpy().tobytes()).hexdigest(), printed.getvalue()))
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which fails the test with it
+        results.put((f"{error.__class__.__name__}: {error}", printed.getvalue()))
+
+
+def test_processes_that_read_the_same_text_at_once_build_its_cache_once_and_all_succeed(shakespeare, monkeypatch):
+    """In CI a DDP rank read a mapped cache file that its peer, seeing the file without its checksum record yet, had
+    deleted to map again (FileNotFoundError). The checked caches are now built under a lock: every process gets the
+    same ids, and none finds a half-written cache to complain about. A slow disk (checksums that take 0.2 s) widens
+    the window between a mapped file and its record, as a loaded CI machine did."""
+    import multiprocessing
+    import time
+
+    from benchmarks.tasks import textfiles
+
+    def slow_sha256(path):
+        time.sleep(0.2)
+        return sha256_file(path)
+
+    monkeypatch.setattr(textfiles, "sha256_file", slow_sha256)
+
+    context = multiprocessing.get_context("fork")  # the monkeypatched task (the fixture's text) reaches the children
+    n = 4
+    start, results = context.Barrier(n), context.Queue()
+    processes = [context.Process(target=_setup_at_once, args=(shakespeare, start, results)) for _ in range(n)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    digests = {digest for digest, _ in outcomes}
+    assert len(digests) == 1 and len(next(iter(digests))) == 64, outcomes
+    assert not any(printed for _, printed in outcomes), outcomes  # no "...; mapping the text to ids again"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -39,3 +41,17 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     if os.environ.get("MILESTONES_CACHE"):
         return Path(os.environ["MILESTONES_CACHE"]).expanduser().resolve()
     return Path(platformdirs.user_cache_dir("dl-milestones")) / "cache"
+
+
+@contextmanager
+def cache_lock(name: str, cache: str | os.PathLike | None = None) -> Iterator[None]:
+    """Held while a checked cache entry is looked up, built and recorded (``<cache>/locks/<name>.lock``), so that
+    processes needing the same derived data at once (DDP ranks, torchrun nodes on one host, parallel benchmark jobs)
+    build it once, one after the other, and never see another's half-written entry: a peer that found a mapped file
+    without its checksum record yet deleted it to map again, and the writer's read of it failed (CI, lstm-char)."""
+    from filelock import FileLock
+
+    folder = cache_dir(cache) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f"{name}.lock")):
+        yield

@@ -27,6 +27,8 @@ from benchmarks.core.results import write_atomic
 from benchmarks.tasks.files import DataError
 from benchmarks.tasks.tokenizer import corpus_checksum
 
+CACHE_NAME = "hf-datasets"  # the datasets cache folder under <cache>, and the name of its lock
+
 
 def _open(path: Path):
     return gzip.open(path, "rb") if Path(path).suffix == ".gz" else open(path, "rb")
@@ -89,7 +91,13 @@ def text_dataset(path: Path, lines: list[str], document: bool = False):
     """``datasets``' text rows of ``path`` (one a line; with ``document``, the whole text as one row, line endings
     kept), which must equal the strict read ``lines`` (``[text]`` for a document). Its Arrow cache is derived data: a
     cache that loads other rows (or fails to load) is named in one line and rebuilt from the file; rows that still
-    differ are the file's doing (e.g. a line separator other than \\n)."""
+    differ are the file's doing (e.g. a line separator other than \\n). Checked and built under the cache's lock
+    (processes reading the same text at once take turns)."""
+    with paths.cache_lock(CACHE_NAME):
+        return _checked_text_dataset(path, lines, document)
+
+
+def _checked_text_dataset(path: Path, lines: list[str], document: bool):
     try:
         dataset = _load_text(path, "reuse_dataset_if_exists", document)
         problem = _differ(_rows(dataset), lines, document)
@@ -111,7 +119,7 @@ def _load_text(path: Path, mode: str, document: bool):
 
     datasets.disable_progress_bars()
     options = {"sample_by": "document", "keep_linebreaks": True} if document else {}
-    cache = str(paths.cache_dir() / "hf-datasets")
+    cache = str(paths.cache_dir() / CACHE_NAME)
     return datasets.load_dataset(
         "text", data_files=str(path), split="train", cache_dir=cache, download_mode=mode, **options
     )
@@ -138,12 +146,18 @@ def mapped(dataset, function: Callable, lines: list[str], key: list, **fn_kwargs
 
     The mapped file is derived data too: its sha256 is recorded beside it (``cache-<fingerprint>.arrow.sha256``,
     written after it) and checked before each reuse; a file that is missing, altered or has no record is named in one
-    line and mapped again."""
-    import datasets
+    line and mapped again. Checked, mapped and recorded under the cache's lock (processes take turns)."""
     from datasets.fingerprint import Hasher
 
-    datasets.disable_progress_bars()
     fingerprint = Hasher.hash([inspect.getsource(function), corpus_checksum(lines), key])
+    with paths.cache_lock(CACHE_NAME):
+        return _checked_map(dataset, function, fingerprint, fn_kwargs)
+
+
+def _checked_map(dataset, function: Callable, fingerprint: str, fn_kwargs: dict):
+    import datasets
+
+    datasets.disable_progress_bars()
     file = Path(dataset.cache_files[0]["filename"]).with_name(f"cache-{fingerprint}.arrow")
     record = file.with_name(file.name + ".sha256")
     if file.exists() or record.exists():

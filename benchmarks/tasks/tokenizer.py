@@ -63,7 +63,13 @@ def train_bpe(lines: list[str], settings: BPESettings):
 
 def cached_bpe(name: str, lines: list[str], settings: BPESettings = BPESettings(), cache=None):
     """(tokenizer, sha256 of its JSON): loaded from the cache when this text and these settings were seen before and
-    the file passes its check (see the module's docstring); trained, and cached with its record, otherwise."""
+    the file passes its check (see the module's docstring); trained, and cached with its record, otherwise. Under the
+    cache's lock: processes that need the same tokenizer at once train it once."""
+    with paths.cache_lock("tokenizers", cache):
+        return _checked_bpe(name, lines, settings, cache)
+
+
+def _checked_bpe(name: str, lines: list[str], settings: BPESettings, cache):
     corpus = corpus_checksum(lines)
     path = paths.cache_dir(cache) / "tokenizers" / f"{name}-{_key(corpus, settings)}.json"
     record_path = path.with_name(path.stem + ".record.json")
