@@ -272,3 +272,41 @@ def check_player(model, inputs: dict, batch) -> None:
 
 
 PLAYER = Interface(Player, check_player)
+
+
+# --- audio ------------------------------------------------------------------------------------------------------------
+class SpokenAudio(Protocol):
+    """An autoregressive model of μ-law audio conditioned on a digit and a speaker (WaveNet's global conditioning):
+    the task scores the test recordings with ``forward`` and listens to what ``generate`` draws."""
+
+    def forward(self, audio: Tensor, digit: Tensor, speaker: Tensor) -> Tensor:
+        """(B, T) class ids, (B,) digits, (B,) speakers → (B, n_classes, T) logits; position t predicts audio[:, t]
+        from audio[:, :t] only (the first sample from silence)."""
+
+    def generate(self, digit: Tensor, speaker: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """(B,) digits, (B,) speakers → (B, n) class ids sampled one at a time (noise from ``generator``, on the
+        CPU)."""
+
+
+def check_spoken_audio(model, inputs: dict, batch) -> None:
+    audio, _, digit, speaker = batch
+    classes = inputs["n_classes"]
+    audio, digit, speaker = (t.to(model.device) for t in (audio, digit, speaker))
+    logits = model(audio, digit, speaker)
+    expected = (len(audio), classes, audio.shape[1])
+    expect(logits.shape == expected, f"forward: logits {tuple(logits.shape)}, expected {expected}")
+    expect(bool(torch.isfinite(logits.float()).all()), "forward: logits are not all finite")
+    t = audio.shape[1] // 2
+    changed = audio.clone()
+    changed[:, t:] = (changed[:, t:] + 1) % classes
+    again = model(changed, digit, speaker)
+    expect(torch.allclose(logits[..., : t + 1], again[..., : t + 1], atol=1e-5),
+           "forward: position t depends on samples at or after t (not causal)")  # fmt: skip
+    ids = model.generate(digit[:2], speaker[:2], 5, torch.Generator().manual_seed(0))
+    expect(ids.shape == (min(2, len(digit)), 5), f"generate: shape {tuple(ids.shape)}, expected (2, 5)")
+    expect(bool(((ids >= 0) & (ids < classes)).all()), "generate: ids outside the classes")
+    same = model.generate(digit[:2], speaker[:2], 5, torch.Generator().manual_seed(0))
+    expect(torch.equal(ids.cpu(), same.cpu()), "generate: not a function of the generator")
+
+
+SPOKEN_AUDIO = Interface(SpokenAudio, check_spoken_audio)
