@@ -9,12 +9,18 @@ in the features of a fixed classifier.
   but in the features of a small MNIST classifier instead of Inception-v3 (a download, and trained on photographs).
   The classifier is trained once by the suite (``milestones feature-net``), its weights are committed with their
   sha256, and that checksum goes into every result: a missing or altered file is an error, never a silent retrain.
+
+The same holds for every committed feature net (``FEATURE_NETS``: task → the entry trained on it), among them the
+spoken-digit classifier that hears the WaveNet entry's samples (``heard_digits.py``). A file saves the class path of
+its model; the two LeNet-5 files made before that have none and are LeNet5Modern.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -24,6 +30,9 @@ from torch import nn
 from benchmarks.core.checksums import sha256_file
 
 FEATURE_NET_DIR = Path(__file__).resolve().parents[1] / "featurenets"  # benchmarks/featurenets
+# task → the registered entry whose seed-0 run on it is exported as <task>-<entry>.pt (milestones feature-net <task>)
+FEATURE_NETS = {"mnist": "lenet5-modern", "fashion-mnist": "lenet5-modern", "fsdd-digits": "m5"}
+LEGACY_CLASS_PATH = "lightning_modules.lenet_modern.LeNet5Modern"  # the model of files that name none
 
 
 class FeatureNetError(RuntimeError):
@@ -31,18 +40,20 @@ class FeatureNetError(RuntimeError):
 
 
 class FeatureNet(nn.Module):
-    """A trained classifier with the ``Embedding`` interface (``lenet5-modern``): its ``embed`` features for the
-    Fréchet distance (``forward``) and its class logits for the Inception Score (``logits``). Inputs are images in
-    [0, 1], (B, 1, 28, 28)."""
+    """A trained classifier with the ``Embedding`` interface: its ``embed`` features for the Fréchet distance
+    (``forward``) and its class logits for the Inception Score (``logits``). Inputs are what the classifier's task
+    feeds it: images in [0, 1], (B, 1, 28, 28), for ``lenet5-modern``; waveforms in [-1, 1], (B, 1, 8000), for
+    ``m5``."""
 
-    num_features = 84
+    num_features = 84  # lenet5-modern's; a classifier that says its own (m5: 512) replaces it
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
         self.classifier = classifier.eval().requires_grad_(False)
+        self.num_features = getattr(classifier, "num_features", FeatureNet.num_features)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.embed(images.float())  # (B, 84)
+        return self.classifier.embed(images.float())  # (B, num_features)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(images.float())  # (B, 10)
@@ -59,12 +70,19 @@ class Logits(nn.Module):
         return self.net.logits(images)
 
 
-def load_feature_net(filename: str, sha256: str, folder: Path = FEATURE_NET_DIR) -> FeatureNet:
-    """The committed classifier ``folder/filename``, after checking its sha256; loaded with ``weights_only=True``."""
-    from lightning_modules.lenet_modern import LeNet5Modern
+def feature_net_task(filename: str) -> str:
+    """The task a committed file was trained on, from its name ``<task>-<entry>.pt``."""
+    for task, entry in FEATURE_NETS.items():
+        if filename == f"{task}-{entry}.pt":
+            return task
+    return filename.split("-lenet")[0]
 
+
+def load_feature_net(filename: str, sha256: str, folder: Path = FEATURE_NET_DIR) -> FeatureNet:
+    """The committed classifier ``folder/filename``, after checking its sha256; loaded with ``weights_only=True``,
+    as the class its file names (``class_path``, a lightning_modules class; LeNet5Modern where it names none)."""
     path = Path(folder) / filename
-    rebuild = f"`milestones feature-net {filename.split('-lenet')[0]}` (then update the checksum in the task)"
+    rebuild = f"`milestones feature-net {feature_net_task(filename)}` (then update the checksum in the task)"
     if not path.exists():
         raise FeatureNetError(
             f"feature classifier {path} is missing; it is committed with the code (git checkout -- {path.name}), "
@@ -77,9 +95,20 @@ def load_feature_net(filename: str, sha256: str, folder: Path = FEATURE_NET_DIR)
             f"comparable; restore the committed file or rebuild it with {rebuild}"
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    classifier = LeNet5Modern(**saved["hparams"])
+    classifier = model_class(saved.get("class_path", LEGACY_CLASS_PATH), path)(**saved["hparams"])
     classifier.load_state_dict(saved["state_dict"])
     return FeatureNet(classifier)
+
+
+def model_class(class_path: str, path: Path) -> type[nn.Module]:
+    """A suite model class by its dotted path (``lightning_modules.<module>.<Class>`` only)."""
+    if not re.fullmatch(r"lightning_modules(\.[A-Za-z_][A-Za-z0-9_]*)+", class_path):
+        raise FeatureNetError(f"feature classifier {path} names class {class_path!r}, not a lightning_modules class")
+    module, name = class_path.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise FeatureNetError(f"feature classifier {path} names {class_path}, which is not here ({error})") from None
 
 
 def feature_net_provenance(filename: str, folder: Path = FEATURE_NET_DIR) -> dict:
