@@ -72,3 +72,21 @@ def test_training_lowers_the_bits_per_sample(tmp_path):
     trainer.fit(model, datamodule=data)
     after = trainer.validate(model, datamodule=data, verbose=False)[0]["val/bits_per_sample"]
     assert before > 7.5 and after < before - 1.0, (before, after)
+
+
+def test_a_run_publishes_ten_wavs_and_their_spectrograms_and_the_row_links_them(quick, tmp_path, leaderboard_of):
+    """The fsdd task's evaluation through the harness, on its example: the seed's speaker's ten generated digits go
+    beside the result as WAVs (read back by the task's own strict reader), with the spectrogram picture the row shows
+    and links to the WAVs; the row's cell names every one of them."""
+    from benchmarks.core.results import artifact_path
+    from benchmarks.running.harness import run_benchmark
+    from benchmarks.tasks.spoken_digits import read_wav
+
+    result, path = run_benchmark("wavenet", quick(example_data=True, limit_train_batches=2))
+    seed = result.seeds[0]
+    assert result.status == "ok" and 0 < seed.metrics["bits_per_sample"] < 8.0
+    assert seed.artifacts == sorted([f"digit-{d}.wav" for d in range(10)] + ["spectrograms.png"])
+    assert all(len(read_wav(artifact_path(path, 0, f"digit-{d}.wav"))) == 80 for d in range(10))  # 0.01 s at 8 kHz
+    text = leaderboard_of(result, path, tmp_path / "board")
+    row = next(line for line in text.splitlines() if line.startswith("| 1 | wavenet |"))
+    assert "seed-0/spectrograms.png" in row and all(f"seed-0/digit-{d}.wav)" in row for d in range(10))

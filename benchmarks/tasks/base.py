@@ -126,6 +126,7 @@ class Task:
     reported_split: str = "test"
     optional_interfaces: tuple[Interface, ...] = ()
     shown_artifact: str | None = None  # the file of a seed's artifacts a leaderboard row links to (samples, text)
+    linked_artifacts: str | None = None  # a glob of that seed's other artifacts the row links too (generated sounds)
     # epoch-level training metrics recorded in each epoch's history row beside the validation metric (the harness's
     # BenchmarkMeter), e.g. ("train/error",) for a plot of training against validation error
     curve_keys: tuple[str, ...] = ()

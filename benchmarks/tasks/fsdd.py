@@ -9,8 +9,9 @@ samples / their count / ln 2), from the best-validation checkpoint. Training bat
 training recording (``crop`` samples; a shorter recording whole), every recording once an epoch.
 
 Samples. After the test the task generates one clip per (digit, speaker) — 60 clips of 0.75 s — from a
-generator seeded by the run's seed, writes them as WAVs and draws their spectrograms (``spectrograms.png``, the
-artifact a leaderboard row links), beside the spectrograms of real test recordings of the same digits.
+generator seeded by the run's seed. One speaker's ten (the seed's, modulo 6) are published beside the result as
+``digit-<d>.wav`` with their spectrograms beside real test takes of the same speaker (``spectrograms.png``, which a
+leaderboard row shows, with links to the WAVs); all 60 stay in the run folder (``all-samples/``).
 """
 
 from __future__ import annotations
@@ -161,10 +162,9 @@ class SpokenDigitData(L.LightningDataModule):
     def batch_units(self, batch) -> int:
         return int(batch[1].sum())  # audio samples predicted
 
-    def real_clips(self, digit: int, n: int) -> list[Clip]:
-        """The first ``n`` test recordings of ``digit`` (one per speaker where there are enough)."""
-        chosen = [c for c in self.clips["test"] if c.digit == digit]
-        return sorted(chosen, key=lambda c: c.speaker)[:: max(1, len(chosen) // n)][:n]
+    def real_clips(self, digit: int, speaker: int, n: int) -> list[Clip]:
+        """``n`` test recordings of ``digit`` said by ``speaker`` (in the order read)."""
+        return [c for c in self.clips["test"] if c.digit == digit and c.speaker == speaker][:n]
 
     @classmethod
     def declared_identity(cls) -> DataIdentity:
@@ -222,16 +222,18 @@ def log_spectrogram(samples: np.ndarray, n_fft: int = 256, hop: int = 64) -> np.
     return (10 * torch.log10(power + 1e-10)).numpy()
 
 
-def spectrogram_grid(rows: list[tuple[str, list[np.ndarray]]], path: Path, title: str) -> Path:
-    """A grid of spectrograms: one row per label, one panel per clip, time in s and frequency in kHz on the axes."""
+def spectrogram_grid(rows: list[tuple[str, list[np.ndarray]]], path: Path, title: str, seconds: float) -> Path:
+    """A grid of spectrograms: one row per label, one panel per clip, on one time axis (0 … ``seconds``, or the
+    longest clip) in s and frequency in kHz."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     columns = max(len(clips) for _, clips in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns + 0.8, 1.15 * len(rows) + 0.8),
-                                squeeze=False, sharey=True)  # fmt: skip
+    longest = max([seconds] + [len(clip) / SAMPLE_RATE for _, clips in rows for clip in clips])
+    figure, axes = plt.subplots(len(rows), columns, figsize=(2.2 * columns + 0.8, 1.15 * len(rows) + 0.8),
+                                squeeze=False, sharex=True, sharey=True)  # fmt: skip
     for r, (label, clips) in enumerate(rows):
         for c in range(columns):
             axis = axes[r][c]
@@ -242,6 +244,7 @@ def spectrogram_grid(rows: list[tuple[str, list[np.ndarray]]], path: Path, title
             seconds = len(clips[c]) / SAMPLE_RATE
             axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=20,
                         extent=(0, seconds, 0, SAMPLE_RATE / 2000))  # fmt: skip
+            axis.set_xlim(0, longest)
             axis.tick_params(labelsize=6)
             if c == 0:
                 axis.set_ylabel(f"{label}\nkHz", fontsize=7)
@@ -265,22 +268,22 @@ class SpokenDigitTask(Task):
         if ckpt_path:
             state = torch.load(ckpt_path, map_location=model.device, weights_only=True)["state_dict"]
             model.load_state_dict(state)
-        n_speakers = len(datamodule.speakers)
+        speakers = datamodule.speakers
         n = int(datamodule.sample_seconds * SAMPLE_RATE)
-        digits, speakers, ids = generate_clips(model, n, datamodule.seed, n_speakers)
+        digits, who, ids = generate_clips(model, n, datamodule.seed, len(speakers))
         clips = mu_law_decode(ids).numpy()
-        for digit, speaker, clip in zip(digits.tolist(), speakers.tolist(), clips):
-            write_wav(artifacts / "samples" / f"{digit}_{datamodule.speakers[speaker]}.wav", clip)
-        speaker = datamodule.seed % n_speakers  # one speaker per seed in the picture: 10 digits × (real, generated)
+        shown = datamodule.seed % len(speakers)  # one speaker per seed is published: 10 WAVs and their picture
+        for digit, speaker, clip in zip(digits.tolist(), who.tolist(), clips):
+            write_wav(artifacts / "all-samples" / f"{digit}_{speakers[speaker]}.wav", clip)  # kept in the run folder
+            if speaker == shown:
+                write_wav(artifacts / f"digit-{digit}.wav", clip)  # beside the result
         rows = []
         for digit in range(10):
-            real = [mu_law_decode(c.ids.long()).numpy() for c in datamodule.real_clips(digit, 2)]
-            fake = [clips[i] for i in range(len(clips)) if digits[i] == digit][speaker : speaker + 1]
-            rows.append((f"{digit}", real + fake))
-        who = datamodule.speakers[speaker]
-        title = (f"spoken digits 0–9 (rows): two real test recordings, then one generated "
-                 f"({who}, seed {datamodule.seed}, {datamodule.sample_seconds} s)")  # fmt: skip
-        spectrogram_grid(rows, artifacts / "spectrograms.png", title)
+            real = [mu_law_decode(c.ids.long()).numpy() for c in datamodule.real_clips(digit, shown, 2)]
+            rows.append((f"{digit}", real + [clips[int(digit * len(speakers) + shown)]]))
+        title = (f"digits 0–9: 2 real test takes of {speakers[shown]}, then WaveNet's sample "
+                 f"(seed {datamodule.seed}, {datamodule.sample_seconds} s)")  # fmt: skip
+        spectrogram_grid(rows, artifacts / "spectrograms.png", title, datamodule.sample_seconds)
         return metrics
 
 
@@ -301,5 +304,6 @@ TASKS = [
         ),
         throughput_unit="audio samples",
         shown_artifact="spectrograms.png",
+        linked_artifacts="digit-*.wav",
     )
 ]
