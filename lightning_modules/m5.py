@@ -12,7 +12,7 @@ W. Dai, C. Dai, S. Qu, J. Li and S. Das, "Very Deep Convolutional Neural Network
 - §2.3 batch normalisation after every convolution, before the ReLU;
 - §3 Adam, weight decay 1e-4 (L2 on the weights), cross-entropy.
 
-Here it serves as the fixed classifier that hears generated spoken digits (``benchmarks/scoring/heard_digits.py``):
+Here it serves as the fixed classifier that hears generated spoken digits (``benchmarks/tasks/heard_digits.py``):
 ``embed`` returns the pooled 512 features (the ``Embedding`` interface), ``forward`` the 10 digit logits. The
 convolutions of kernel 3 are padded by 1 (a length-preserving choice the paper's Table 1 does not state).
 """

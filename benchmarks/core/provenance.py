@@ -29,7 +29,8 @@ HARNESS_CODE = (
     "benchmarks/scoring/text_metrics.py",  # sacrebleu BLEU and chrF (translation)
     "benchmarks/tools/featurenet.py",  # how the feature classifiers are trained
     "benchmarks/featurenets",  # the committed feature classifiers (weights) that score samples
-    "lightning_modules/lenet_modern.py",  # the feature classifiers' model
+    "lightning_modules/lenet_modern.py",  # the feature classifiers' models: images
+    "lightning_modules/m5.py",  # spoken digits
 )
 PACKAGE = "lightning_modules"
 _CLASS_PATH = re.compile(rf"{PACKAGE}(?:\.\w+)+")

@@ -11,8 +11,8 @@ in the features of a fixed classifier.
   sha256, and that checksum goes into every result: a missing or altered file is an error, never a silent retrain.
 
 The same holds for every committed feature net (``FEATURE_NETS``: task → the entry trained on it), among them the
-spoken-digit classifier that hears the WaveNet entry's samples (``heard_digits.py``). A file saves the class path of
-its model; the two LeNet-5 files made before that have none and are LeNet5Modern.
+spoken-digit classifier that hears the WaveNet entry's samples (``tasks/heard_digits.py``). A file saves the class
+path of its model; the two LeNet-5 files made before that have none and are LeNet5Modern.
 """
 
 from __future__ import annotations

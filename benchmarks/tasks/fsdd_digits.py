@@ -8,7 +8,7 @@ samples (1 s at 8 kHz), zero-padded; the few longer recordings are cut at 8,000 
 training, 4 validation, 2 test; the longest lasts 2.3 s). Batches are ``(x, y)``: (B, 1, 8000) and the digits.
 
 The metric is the test error (%) of the best-validation checkpoint. The suite trains its spoken-digit judge here
-(``milestones feature-net fsdd-digits``: the ``m5`` entry), which ``benchmarks/scoring/heard_digits.py`` uses to say
+(``milestones feature-net fsdd-digits``: the ``m5`` entry), which ``benchmarks/tasks/heard_digits.py`` uses to say
 how often a generated clip of digit d is heard as d.
 """
 

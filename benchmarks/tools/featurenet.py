@@ -5,7 +5,7 @@ generated images; ``m5`` on fsdd-digits, which hears generated spoken digits), t
 deterministic, CPU) on the classification task, and its best-validation weights are exported to
 ``benchmarks/featurenets/<task>-<entry>.pt`` (with the model's class path, its hyperparameters and its weights) and a
 JSON file saying how they were made. The weights are committed; their sha256 is written into the code that uses them
-(``benchmarks/tasks/generative.py``, ``benchmarks/scoring/heard_digits.py``) so that every result records, and every
+(``benchmarks/tasks/generative.py``, ``benchmarks/tasks/heard_digits.py``) so that every result records, and every
 run checks, exactly which classifier scored it. Rebuilding changes the scale of every score made with it: results
 made with another classifier are not comparable, which is why the checksum is in the result.
 """
@@ -28,7 +28,7 @@ from benchmarks.scoring.sample_metrics import FEATURE_NET_DIR, FEATURE_NETS
 TASKS = tuple(FEATURE_NETS)
 # where each task's checksum goes: the code that loads its classifier
 USED_BY = {"mnist": "benchmarks/tasks/generative.py", "fashion-mnist": "benchmarks/tasks/generative.py",
-           "fsdd-digits": "benchmarks/scoring/heard_digits.py"}  # fmt: skip
+           "fsdd-digits": "benchmarks/tasks/heard_digits.py"}  # fmt: skip
 
 
 def export_feature_net(task: str, *, data_dir=None, output_dir=None, threads: int | None = 1, out_dir=None) -> Path:
