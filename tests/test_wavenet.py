@@ -85,7 +85,9 @@ def test_a_run_publishes_ten_wavs_and_their_spectrograms_and_the_row_links_them(
     result, path = run_benchmark("wavenet", quick(example_data=True, limit_train_batches=2))
     seed = result.seeds[0]
     assert result.status == "ok" and 0 < seed.metrics["bits_per_sample"] < 8.0
-    assert seed.artifacts == sorted([f"digit-{d}.wav" for d in range(10)] + ["spectrograms.png"])
+    assert 0 <= seed.metrics["heard_as_digit"] <= 100 and 0 <= seed.metrics["real_heard_as_digit"] <= 100
+    assert "benchmarks/featurenets/fsdd-digits-m5.pt" in result.dataset  # the judge's checksum is recorded
+    assert seed.artifacts == sorted([f"digit-{d}.wav" for d in range(10)] + ["heard.json", "spectrograms.png"])
     assert all(len(read_wav(artifact_path(path, 0, f"digit-{d}.wav"))) == 80 for d in range(10))  # 0.01 s at 8 kHz
     text = leaderboard_of(result, path, tmp_path / "board")
     row = next(line for line in text.splitlines() if line.startswith("| 1 | wavenet |"))

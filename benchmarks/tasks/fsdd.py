@@ -16,6 +16,7 @@ leaderboard row shows, with links to the WAVs); all 60 stay in the run folder (`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ from benchmarks.tasks.spoken_digits import (
 )
 
 SILENCE = 128  # the μ-law class of 0.0
+# the spoken-digit judge that listens to generated clips (heard_digits.py): its file under benchmarks/featurenets/ and
+# sha256 (m5 seed 0, made by `milestones feature-net fsdd-digits`, test error 3.67 %)
+JUDGE = ("fsdd-digits-m5.pt", "c062bfc2bfaee7a9a5973dd1217278f367122765b502742232aed458e31e0eef")
 VAL_TAKES = range(5, 10)
 
 
@@ -199,6 +203,19 @@ class SpokenDigitData(L.LightningDataModule):
         return example(Path(folder), batch_size, seed, download=False, **init_args)
 
 
+class GeneratedDigitData(SpokenDigitData):
+    """The ``fsdd`` task's data: the recordings, and the committed judge that listens to the samples, whose checksum
+    every result records (as the generative image tasks record their feature classifier)."""
+
+    @classmethod
+    def declared_identity(cls) -> DataIdentity:
+        judge = {f"benchmarks/featurenets/{JUDGE[0]}": f"sha256:{JUDGE[1]}"}
+        return DataIdentity(required={**super().declared_identity().required, **judge})
+
+    def identity(self) -> dict[str, str]:
+        return super().identity() | {f"benchmarks/featurenets/{JUDGE[0]}": f"sha256:{JUDGE[1]}"}
+
+
 # --- samples --------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def generate_clips(model, n_samples: int, seed: int, speakers: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -222,16 +239,17 @@ def log_spectrogram(samples: np.ndarray, n_fft: int = 256, hop: int = 64) -> np.
     return (10 * torch.log10(power + 1e-10)).numpy()
 
 
-def spectrogram_grid(rows: list[tuple[str, list[np.ndarray]]], path: Path, title: str, seconds: float) -> Path:
-    """A grid of spectrograms: one row per label, one panel per clip, on one time axis (0 … ``seconds``, or the
-    longest clip) in s and frequency in kHz."""
+def spectrogram_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: Path, title: str,
+                     seconds: float) -> Path:  # fmt: skip
+    """A grid of spectrograms: one row per label, one panel per (caption, clip), on one time axis (0 … ``seconds``, or
+    the longest clip) in s and frequency in kHz."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     columns = max(len(clips) for _, clips in rows)
-    longest = max([seconds] + [len(clip) / SAMPLE_RATE for _, clips in rows for clip in clips])
+    longest = max([seconds] + [len(clip) / SAMPLE_RATE for _, clips in rows for _, clip in clips])
     figure, axes = plt.subplots(len(rows), columns, figsize=(2.2 * columns + 0.8, 1.15 * len(rows) + 0.8),
                                 squeeze=False, sharex=True, sharey=True)  # fmt: skip
     for r, (label, clips) in enumerate(rows):
@@ -240,12 +258,14 @@ def spectrogram_grid(rows: list[tuple[str, list[np.ndarray]]], path: Path, title
             if c >= len(clips):
                 axis.axis("off")
                 continue
-            spectrogram = log_spectrogram(clips[c])
-            seconds = len(clips[c]) / SAMPLE_RATE
+            caption, clip = clips[c]
+            spectrogram = log_spectrogram(clip)
+            seconds = len(clip) / SAMPLE_RATE
             axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=20,
                         extent=(0, seconds, 0, SAMPLE_RATE / 2000))  # fmt: skip
             axis.set_xlim(0, longest)
             axis.tick_params(labelsize=6)
+            axis.set_title(caption, fontsize=7, pad=2)
             if c == 0:
                 axis.set_ylabel(f"{label}\nkHz", fontsize=7)
             if r == len(rows) - 1:
@@ -264,6 +284,8 @@ class SpokenDigitTask(Task):
         return super().budget(config) + f" of {config['data']['batch_size']}-clip batches"
 
     def evaluate(self, trainer: L.Trainer, model, datamodule, ckpt_path, artifacts: Path):
+        from benchmarks.tasks.heard_digits import heard_as, heard_as_real
+
         metrics = super().evaluate(trainer, model, datamodule, ckpt_path, artifacts)  # test bits per sample
         if ckpt_path:
             state = torch.load(ckpt_path, map_location=model.device, weights_only=True)["state_dict"]
@@ -271,20 +293,25 @@ class SpokenDigitTask(Task):
         speakers = datamodule.speakers
         n = int(datamodule.sample_seconds * SAMPLE_RATE)
         digits, who, ids = generate_clips(model, n, datamodule.seed, len(speakers))
-        clips = mu_law_decode(ids).numpy()
+        clips = mu_law_decode(ids)
+        heard, real = heard_as(clips, digits), heard_as_real(datamodule)
+        judged = {**heard, **real, "judge": JUDGE[0], "judge_sha256": JUDGE[1]}
+        (artifacts / "heard.json").write_text(json.dumps(judged) + "\n")  # the confusions, what each clip is heard as
         shown = datamodule.seed % len(speakers)  # one speaker per seed is published: 10 WAVs and their picture
-        for digit, speaker, clip in zip(digits.tolist(), who.tolist(), clips):
+        for digit, speaker, clip in zip(digits.tolist(), who.tolist(), clips.numpy()):
             write_wav(artifacts / "all-samples" / f"{digit}_{speakers[speaker]}.wav", clip)  # kept in the run folder
             if speaker == shown:
                 write_wav(artifacts / f"digit-{digit}.wav", clip)  # beside the result
         rows = []
         for digit in range(10):
-            real = [mu_law_decode(c.ids.long()).numpy() for c in datamodule.real_clips(digit, shown, 2)]
-            rows.append((f"{digit}", real + [clips[int(digit * len(speakers) + shown)]]))
-        title = (f"digits 0–9: 2 real test takes of {speakers[shown]}, then WaveNet's sample "
-                 f"(seed {datamodule.seed}, {datamodule.sample_seconds} s)")  # fmt: skip
+            real_takes = [("real", mu_law_decode(c.ids.long()).numpy()) for c in datamodule.real_clips(digit, shown, 2)]
+            i = digit * len(speakers) + shown
+            generated = (f"generated: heard as {heard['heard_digits'][i]}", clips[i].numpy())
+            rows.append((f"{digit}", real_takes + [generated]))
+        title = (f"digits 0–9: 2 real test takes of {speakers[shown]}, then WaveNet's sample\n"
+                 f"(seed {datamodule.seed}, {datamodule.sample_seconds} s), and the digit the judge hears")  # fmt: skip
         spectrogram_grid(rows, artifacts / "spectrograms.png", title, datamodule.sample_seconds)
-        return metrics
+        return metrics | {"heard_as_digit": heard["heard_as_digit"], "real_heard_as_digit": real["real_heard_as_digit"]}
 
 
 TASKS = [
@@ -294,7 +321,7 @@ TASKS = [
         metric=Metric("bits_per_sample", "min", 0.0, 8.0, unit="bits/sample"),
         target=5.0,  # val bits per sample, for time-to-target
         min_seeds=3,
-        make_datamodule=SpokenDigitData,
+        make_datamodule=GeneratedDigitData,
         interface=SPOKEN_AUDIO,
         model_inputs={"n_speakers": len(SPEAKERS), "n_classes": 256},
         protocol=(
@@ -305,5 +332,7 @@ TASKS = [
         throughput_unit="audio samples",
         shown_artifact="spectrograms.png",
         linked_artifacts="digit-*.wav",
+        extra_metrics=("heard_as_digit",),
+        reference_metrics=("real_heard_as_digit",),
     )
 ]

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.scoring.sample_metrics import FEATURE_NET_DIR, FeatureNet, load_feature_net
+from benchmarks.tasks.fsdd import JUDGE
 from benchmarks.tasks.fsdd_digits import WINDOW, windows
 
-# (file under benchmarks/featurenets/, its sha256): m5 seed 0, test error 3.67 % (fsdd-digits-m5.json)
-CLASSIFIER = ("fsdd-digits-m5.pt", "c062bfc2bfaee7a9a5973dd1217278f367122765b502742232aed458e31e0eef")
+CLASSIFIER = JUDGE  # (file under benchmarks/featurenets/, its sha256), pinned where the fsdd task records it
 DIGITS = 10
 
 
@@ -40,7 +40,8 @@ def spoken_digit_classifier(folder: Path = FEATURE_NET_DIR) -> FeatureNet:
 def heard_as(clips: torch.Tensor, digits: torch.Tensor, net: FeatureNet | None = None) -> dict:
     """``clips`` (N, T) float waveforms in [-1, 1] at 8 kHz, ``digits`` (N,) the digit each should say →
     ``heard_as_digit``: % of the clips the classifier hears as their digit; ``heard_confusion``: 10×10 counts
-    (row: the digit asked for, column: the digit heard), as nested lists; ``heard_n``: N."""
+    (row: the digit asked for, column: the digit heard), as nested lists; ``heard_digits``: what each clip is heard
+    as; ``heard_n``: N."""
     if clips.dim() != 2 or digits.shape != (len(clips),):
         raise ValueError(f"heard_as: clips (N, T) and digits (N,), got {tuple(clips.shape)} and {tuple(digits.shape)}")
     return heard_clips(list(clips.detach().cpu()), digits, net)
@@ -61,7 +62,8 @@ def heard_clips(clips: list[torch.Tensor], digits: torch.Tensor, net: FeatureNet
     confusion = torch.zeros(DIGITS, DIGITS, dtype=torch.long)
     confusion.index_put_((digits, heard), torch.ones_like(digits), accumulate=True)
     correct = float((heard == digits).float().mean() * 100) if len(digits) else float("nan")
-    return {"heard_as_digit": correct, "heard_confusion": confusion.tolist(), "heard_n": len(digits)}
+    return {"heard_as_digit": correct, "heard_confusion": confusion.tolist(), "heard_digits": heard.tolist(),
+            "heard_n": len(digits)}  # fmt: skip
 
 
 def heard_as_real(datamodule, split: str = "test", net: FeatureNet | None = None) -> dict:
