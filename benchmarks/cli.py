@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", action="store_true", help="also fetch each seed's W&B run (needs W&B online)")
 
     p = sub.add_parser("feature-net", help="train and export a fixed classifier that scores generated samples "
-                       "(images: lenet5-modern; spoken digits: m5)")  # fmt: skip
-    p.add_argument("task", choices=["mnist", "fashion-mnist", "fsdd-digits"])  # sample_metrics.FEATURE_NETS
+                       "(images: lenet5-modern; spoken digits: m5; style transfer: style-vgg)")  # fmt: skip
+    p.add_argument("task", choices=["mnist", "fashion-mnist", "fsdd-digits", "imagenette-224re"])  # FEATURE_NETS
     p.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or a per-user cache folder)")
     p.add_argument("--output-dir", help="where the classifier's run goes (default: $MILESTONES_OUTPUT or runs/)")
     p.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1, as the committed nets)")

@@ -25,7 +25,8 @@ no early stop), the pixel scale (RGB in [0, 1], normalised by torchvision's Imag
 the image is unconstrained during the optimisation and clipped to [0, 1] when read out).
 
 The model holds one synthesised image per (content, style) pair as a parameter, with one L-BFGS optimiser each
-(Lightning's manual optimisation); an epoch runs ``iterations_per_epoch`` L-BFGS iterations on every pair, so the
+(Lightning's manual optimisation); an epoch runs ``iterations_per_epoch`` L-BFGS iterations on every pair (fewer when
+the line search has used torch's limit of 1.25 loss evaluations per iteration first; its history carries over), so the
 harness's epochs are chunks of the budget and its validation after each one is the loss curve. The feature network is
 built here untrained in VGG-19's shape (or the suite's smaller one); its weights come from the task's data module
 (``feature_state``: torchvision's ImageNet VGG-19, or the suite's committed network) when fit starts. ``StyleVGG`` is
@@ -186,7 +187,7 @@ class NeuralStyle(L.LightningModule):
         beta: float = 1e3,  # α/β = 1e-3, arXiv Fig. 2 B–D
         pooling: str = "avg",
         normalise: bool = True,  # the papers' mean-activation normalisation of the network
-        iterations_per_epoch: int = 50,  # L-BFGS iterations on every pair per epoch
+        iterations_per_epoch: int = 50,  # L-BFGS iterations on every pair per epoch (≤ 1.25× as many evaluations)
         history_size: int = 100,
         line_search: str | None = "strong_wolfe",
     ) -> None:

@@ -253,3 +253,27 @@ def test_a_real_run_never_falls_back_to_an_untrained_network(tmp_path):
         datamodule.feature_state("suite")
     with pytest.raises(ValueError, match="'vgg19' or 'suite'"):
         datamodule.feature_state("resnet")
+
+
+def test_a_resumed_run_ends_with_exactly_the_images_of_an_uninterrupted_one(tmp_path):
+    """The images, the networks' weights and every L-BFGS state (its history) are in the checkpoint, which loads with
+    ``weights_only=True``: 2 epochs + 1 resumed equal 3 epochs, bit for bit."""
+
+    def run(epochs: int, ckpt=None, save=None) -> NeuralStyle:
+        L.seed_everything(0, verbose=False)
+        model = NeuralStyle(network="suite", widths=TINY, iterations_per_epoch=4)
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            deterministic=True)  # fmt: skip
+        trainer.fit(model, datamodule=example(tmp_path), ckpt_path=ckpt)
+        if save:
+            trainer.save_checkpoint(save)
+        return model
+
+    whole = run(3)
+    run(2, save=tmp_path / "two.ckpt")
+    state = torch.load(tmp_path / "two.ckpt", weights_only=True)
+    lbfgs = state["optimizer_states"][0]["state"][0]  # ≤ 4 iterations and ≤ 5 evaluations (torch's 1.25×) an epoch
+    assert len(state["optimizer_states"]) == 6 and 0 < lbfgs["n_iter"] <= 8 and lbfgs["func_evals"] <= 10
+    resumed = run(3, ckpt=tmp_path / "two.ckpt")
+    assert all(torch.equal(a, b) for a, b in zip(whole.images, resumed.images))

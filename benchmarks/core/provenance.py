@@ -31,6 +31,7 @@ HARNESS_CODE = (
     "benchmarks/featurenets",  # the committed feature classifiers (weights) that score samples
     "lightning_modules/lenet_modern.py",  # the feature classifiers' models: images
     "lightning_modules/m5.py",  # spoken digits
+    "lightning_modules/gatys.py",  # style transfer: the losses and the StyleVGG the style-fig2 task measures in
 )
 PACKAGE = "lightning_modules"
 _CLASS_PATH = re.compile(rf"{PACKAGE}(?:\.\w+)+")

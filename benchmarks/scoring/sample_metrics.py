@@ -31,7 +31,8 @@ from benchmarks.core.checksums import sha256_file
 
 FEATURE_NET_DIR = Path(__file__).resolve().parents[1] / "featurenets"  # benchmarks/featurenets
 # task → the registered entry whose seed-0 run on it is exported as <task>-<entry>.pt (milestones feature-net <task>)
-FEATURE_NETS = {"mnist": "lenet5-modern", "fashion-mnist": "lenet5-modern", "fsdd-digits": "m5"}
+FEATURE_NETS = {"mnist": "lenet5-modern", "fashion-mnist": "lenet5-modern", "fsdd-digits": "m5",
+                "imagenette-224re": "style-vgg"}  # fmt: skip
 LEGACY_CLASS_PATH = "lightning_modules.lenet_modern.LeNet5Modern"  # the model of files that name none
 
 

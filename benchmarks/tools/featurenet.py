@@ -28,7 +28,8 @@ from benchmarks.scoring.sample_metrics import FEATURE_NET_DIR, FEATURE_NETS
 TASKS = tuple(FEATURE_NETS)
 # where each task's checksum goes: the code that loads its classifier
 USED_BY = {"mnist": "benchmarks/tasks/generative.py", "fashion-mnist": "benchmarks/tasks/generative.py",
-           "fsdd-digits": "benchmarks/tasks/heard_digits.py"}  # fmt: skip
+           "fsdd-digits": "benchmarks/tasks/heard_digits.py",
+           "imagenette-224re": "benchmarks/tasks/style.py (EVAL_NET)"}  # fmt: skip
 
 
 def export_feature_net(task: str, *, data_dir=None, output_dir=None, threads: int | None = 1, out_dir=None) -> Path:
