@@ -164,6 +164,17 @@ def targets(features: nn.Sequential, content: torch.Tensor, style: torch.Tensor,
     return p, [gram(maps[name]) for name in style_layers]
 
 
+def same_shapes(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str, widths) -> None:
+    """``given`` has exactly ``own``'s tensors and shapes, or one line naming the first that differs."""
+    for key, tensor in own.items():
+        found = tuple(given[key].shape) if key in given else "absent"
+        if found != tuple(tensor.shape):
+            raise ValueError(f"{what}'s {key}: {found}, where widths {list(widths)} build {tuple(tensor.shape)}")
+    extra = sorted(set(given) - set(own))
+    if extra:
+        raise ValueError(f"{what} has {extra[0]}, which widths {list(widths)} do not build")
+
+
 def white_noise(shape: tuple[int, int], seed: int, index: int) -> torch.Tensor:
     """The starting image of pair ``index``: (3, H, W) i.i.d. uniform in [0, 1], a function of (seed, index)."""
     generator = torch.Generator().manual_seed(1_000_003 * seed + index)
@@ -232,6 +243,7 @@ class NeuralStyle(L.LightningModule):
         if not bool(self.weights_loaded):
             state = datamodule.feature_state(self.hparams.network)  # None only for the generated example's data
             if state is not None:
+                same_shapes(self.net.state_dict(), state, f"the {self.hparams.network} network", self.hparams.widths)
                 self.net.load_state_dict(state)
             if self.hparams.normalise:
                 normalise_activations(self.net, datamodule.normalisation_images().to(self.net.conv1_1.weight))

@@ -277,3 +277,27 @@ def test_a_resumed_run_ends_with_exactly_the_images_of_an_uninterrupted_one(tmp_
     assert len(state["optimizer_states"]) == 6 and 0 < lbfgs["n_iter"] <= 8 and lbfgs["func_evals"] <= 10
     resumed = run(3, ckpt=tmp_path / "two.ckpt")
     assert all(torch.equal(a, b) for a, b in zip(whole.images, resumed.images))
+
+
+def test_an_exported_style_vgg_loads_as_the_evaluation_network_and_a_wrong_shape_is_one_line(tmp_path, monkeypatch):
+    """``milestones feature-net imagenette-224re`` saves {class_path, hparams, state_dict} of StyleVGG: its feature
+    layers are the evaluation network (its widths from the file) and the open entry's network."""
+    from benchmarks.core.checksums import sha256_file
+    from lightning_modules.gatys import StyleVGG, same_shapes
+
+    torch.manual_seed(0)
+    classifier = StyleVGG(widths=TINY)
+    saved = {"class_path": "lightning_modules.gatys.StyleVGG", "hparams": dict(classifier.hparams),
+             "state_dict": classifier.state_dict()}  # fmt: skip
+    torch.save(saved, tmp_path / "net.pt")
+    state = load_suite_network("net.pt", sha256_file(tmp_path / "net.pt"), tmp_path)
+    datamodule = example(tmp_path)
+    monkeypatch.setattr(type(datamodule), "evaluation_state", lambda self: state)
+    net = datamodule.evaluation_network()
+    assert [getattr(net, f"conv{b}_1").out_channels for b in range(1, 6)] == list(TINY)
+    ratio = classifier.features.conv1_1.weight / net.conv1_1.weight  # the same filters, each scaled by its mean
+    assert torch.allclose(ratio, ratio.flatten(1)[:, :1].view(-1, 1, 1, 1).expand_as(ratio), rtol=1e-4)
+    with pytest.raises(ValueError) as info:
+        same_shapes(vgg_features().state_dict(), state, "the suite network", (64, 128, 256, 512, 512))
+    assert one_line(info.value) == ("the suite network's conv1_1.weight: (4, 3, 3, 3), where widths "
+                                    "[64, 128, 256, 512, 512] build (64, 3, 3, 3)")  # fmt: skip

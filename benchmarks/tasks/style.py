@@ -58,7 +58,13 @@ VGG19_SHA256_PREFIX = "dcbb9e9d"  # torchvision publishes only this prefix of th
 # The evaluation network: ``style-vgg`` trained on imagenette-224re and exported by ``milestones feature-net``.
 # Its sha256 is empty until the file is made and committed: every run on the task refuses to start until then.
 EVAL_NET = ("imagenette-224re-style-vgg.pt", "")
-SUITE_WIDTHS = (32, 64, 128, 256, 256)  # StyleVGG's, the shape of the evaluation network
+SUITE_WIDTHS = (
+    32,
+    64,
+    128,
+    256,
+    256,
+)  # StyleVGG's (the example's untrained evaluation network; the real one: its file's)
 REFERENCE_NOISE_SEED = 1508
 GRID_FILE = "stylised.png"
 
@@ -290,13 +296,14 @@ class StyleFig2Data(L.LightningDataModule):
         from lightning_modules.gatys import normalise_activations, vgg_features
 
         if self._evaluation is None:
-            net = vgg_features(SUITE_WIDTHS, "avg")
-            net.load_state_dict(self.evaluation_state(net))
+            state = self.evaluation_state()
+            net = vgg_features([state[f"conv{block}_1.weight"].shape[0] for block in range(1, 6)], "avg")
+            net.load_state_dict(state)
             normalise_activations(net, self.normalisation_images())
             self._evaluation = net.eval().requires_grad_(False)
         return self._evaluation
 
-    def evaluation_state(self, net) -> dict[str, Tensor]:
+    def evaluation_state(self) -> dict[str, Tensor]:
         return load_suite_network(*EVAL_NET)
 
     # --- identity -----------------------------------------------------------------------------------------------------
@@ -336,7 +343,7 @@ class ExampleStyleData:
         self.weights_note = "untrained (the generated example has no trained network)"
         return None
 
-    def evaluation_state(self, net) -> dict[str, Tensor]:
+    def evaluation_state(self) -> dict[str, Tensor]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             from lightning_modules.gatys import vgg_features
