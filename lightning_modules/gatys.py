@@ -9,7 +9,8 @@ Style Transfer Using Convolutional Neural Networks", CVPR 2016. What this module
   one the losses read;
 - the network "normalized by scaling the weights such that the mean activation of each convolutional filter over
   images and positions is equal to one" (ReLU networks keep their function under that scaling);
-  ``normalise_activations`` does it on the images the task provides (the papers do not name theirs);
+  ``normalise_activations`` does it, measuring with the max pooling the network was trained with, on the images the
+  task provides (the papers do not name theirs);
 - content: L_content = ½ Σ (F − P)² on conv4_2, F the synthesised image's features, P the photograph's;
 - style: E_l = 1/(4 N_l² M_l²) Σ (G − A)² with Gram matrices G = F Fᵀ of layers conv1_1, conv2_1, conv3_1, conv4_1,
   conv5_1, weighted w_l = 1/5 each; written here as 1/(4 N_l²) Σ (Ĝ − Â)² with Ĝ = F Fᵀ / M_l, which is the same
@@ -97,12 +98,19 @@ def extract(features: nn.Sequential, images: torch.Tensor, layers: Sequence[str]
 
 
 @torch.no_grad()
-def normalise_activations(features: nn.Sequential, images: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+def normalise_activations(features: nn.Sequential, images: torch.Tensor, chunk: int = 8,
+                          pooling: str | None = "max") -> torch.Tensor:  # fmt: skip
     """Scale the weights so that every filter's mean ReLU activation over ``images`` and positions is one (Gatys et al.:
     the network's function is unchanged up to that scale). Each conv's output filter c is divided by its mean m_c in
     the original network and the next conv's input channel c multiplied by it, so the next layer's pre-activation is
     the original one and its own mean is its original mean: one pass gives every scale. A filter that never fires
-    (m_c = 0) is left as it is. Returns the means, in conv order."""
+    (m_c = 0) is left as it is. The means are those of the network as it was trained (``pooling="max"``: its pooling
+    layers are max pooling while they are measured; the papers normalise VGG-19, then synthesise with average
+    pooling); ``pooling=None`` measures the network as it is. Returns the means, in conv order."""
+    if pooling is not None:  # a twin that shares the conv layers (scaled in place) with other pooling layers
+        pool = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pooling]
+        features = nn.Sequential(OrderedDict((name, pool(2, 2) if name.startswith("pool") else module)
+                                             for name, module in features.named_children()))  # fmt: skip
     names = [name for name in features._modules if name.startswith("conv")]
     convs = [getattr(features, name) for name in names]
     sums = [torch.zeros(conv.out_channels, dtype=torch.float64) for conv in convs]

@@ -70,7 +70,7 @@ def test_normalisation_makes_every_filters_mean_activation_one_and_keeps_the_fun
     images = torch.rand(6, 3, 32, 32)
     names = [name for name in net._modules if name.startswith("conv")]
     before = extract(net, images, names)
-    means = normalise_activations(net, images, chunk=4)
+    means = normalise_activations(net, images, chunk=4, pooling=None)  # measured as it is: exactly one after
     after = extract(net, images, names)
     for name in names:
         mean = after[name].mean((0, 2, 3))
@@ -79,6 +79,13 @@ def test_normalisation_makes_every_filters_mean_activation_one_and_keeps_the_fun
         scale = torch.where(before[name].mean((0, 2, 3)) > 0, before[name].mean((0, 2, 3)), torch.ones(1))
         assert torch.allclose(after[name] * scale.view(1, -1, 1, 1), before[name], rtol=1e-4, atol=1e-5), name
     assert len(means) == sum(getattr(net, name).out_channels for name in names)
+    torch.manual_seed(0)
+    net, twin = vgg_features((3, 5, 4, 6, 3), pooling="avg"), vgg_features((3, 5, 4, 6, 3), pooling="max")
+    twin.load_state_dict(net.state_dict())
+    normalise_activations(net, images)  # by default measured as trained: with max pooling
+    normalise_activations(twin, images, pooling=None)
+    assert all(torch.allclose(a, b) for a, b in zip(net.state_dict().values(), twin.state_dict().values()))
+    assert isinstance(net.pool1, torch.nn.AvgPool2d)  # and the network keeps its average pooling
 
 
 def test_torchvision_vgg19_state_maps_onto_the_named_layers():
