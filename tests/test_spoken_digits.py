@@ -70,12 +70,22 @@ def test_a_missing_speaker_is_named(tmp_path):
         records(tmp_path, speakers=("george", "theo"))
 
 
-def test_an_altered_recording_is_named(tmp_path):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-2] + b"\x01\x02"), "altered"),
+        (lambda p: write_wav(p, read_wav(p), rate=16000), "sample rate 16000 Hz"),
+        (lambda p: p.write_bytes(p.read_bytes()[:-300]), "truncated"),
+    ],
+)
+def test_a_recording_that_is_not_the_releases_is_named_with_what_is_wrong(tmp_path, damage, message):
     data = SpokenDigitData.example(tmp_path, 4)
     victim = tmp_path / "fsdd" / "recordings" / "3_george_10.wav"
-    victim.write_bytes(victim.read_bytes()[:-2] + b"\x01\x02")
-    with pytest.raises(DataError, match=f"{victim}: sha256"):
+    damage(victim)
+    with pytest.raises(DataError) as error:
         data.setup()
+    text = str(error.value)
+    assert text.startswith(f"{victim}: sha256") and message in text and "\n" not in text, text
 
 
 def test_names_and_split():

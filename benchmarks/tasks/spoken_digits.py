@@ -106,9 +106,18 @@ def records(root: Path, manifest: Path = MANIFEST, speakers: tuple[str, ...] = S
             raise DataError(f"{path}: missing ({missing} of {len(listed)} listed recordings are missing)")
         actual = sha256_file(path)
         if actual != record.sha256:
-            raise DataError(f"{path}: sha256 {actual[:16]}…, the release {RELEASE} lists {record.sha256[:16]}… "
-                            "(altered or another release; restore the original file)")  # fmt: skip
+            raise DataError(f"{path}: sha256 {actual[:16]}…, the release {RELEASE} lists {record.sha256[:16]}…: "
+                            f"{what_is_wrong(path)}; restore the release's file")  # fmt: skip
     return listed
+
+
+def what_is_wrong(path: Path) -> str:
+    """Why a recording differs from the release's, as far as reading it tells (another rate, truncated, not a WAV)."""
+    try:
+        read_wav(path)
+    except DataError as error:
+        return str(error).removeprefix(f"{path}: ")
+    return "altered (it reads as a valid 8 kHz mono WAV, with other samples)"
 
 
 def manifest_records(root: Path) -> list[ImageRecord]:
