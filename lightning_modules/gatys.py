@@ -310,7 +310,7 @@ class StyleVGG(Classifier):
     def __init__(
         self,
         num_classes: int = 10,
-        widths: tuple[int, ...] = (32, 64, 128, 256, 256),
+        widths: tuple[int, ...] = (16, 32, 64, 128, 128),
         lr: float = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
