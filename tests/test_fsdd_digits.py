@@ -15,10 +15,10 @@ from benchmarks.scoring.sample_metrics import (
     load_feature_net,
 )
 from benchmarks.tasks import get_task
-from benchmarks.tasks.fsdd_digits import WINDOW, SpokenDigitClasses, quantise, to_window, windows
+from benchmarks.tasks.fsdd_digits import SpokenDigitClasses
 from benchmarks.tasks.heard_digits import CLASSIFIER, heard_as, heard_as_real, spoken_digit_classifier
 from benchmarks.tasks.interfaces import CLASS_SCORES, EMBEDDING
-from benchmarks.tasks.spoken_digits import FOLDER, mu_law_decode, mu_law_encode
+from benchmarks.tasks.spoken_digits import FOLDER, WINDOW, mu_law_decode, mu_law_encode, quantise, to_window, windows
 from lightning_modules.m5 import M5
 
 LEVELS = mu_law_decode(torch.arange(256))  # the 256 values a μ-law quantised sample can take

@@ -31,6 +31,7 @@ from benchmarks.tasks.interfaces import SPOKEN_AUDIO
 from benchmarks.tasks.manifest import ImageRecord, write_manifest
 from benchmarks.tasks.spoken_digits import (
     FOLDER,
+    JUDGE,
     MANIFEST,
     SAMPLE_RATE,
     SPEAKERS,
@@ -45,9 +46,6 @@ from benchmarks.tasks.spoken_digits import (
 )
 
 SILENCE = 128  # the μ-law class of 0.0
-# the spoken-digit judge that listens to generated clips (heard_digits.py): its file under benchmarks/featurenets/ and
-# sha256 (m5 seed 0, made by `milestones feature-net fsdd-digits`, test error 3.67 %)
-JUDGE = ("fsdd-digits-m5.pt", "c062bfc2bfaee7a9a5973dd1217278f367122765b502742232aed458e31e0eef")
 VAL_TAKES = range(5, 10)
 
 

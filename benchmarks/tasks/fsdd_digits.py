@@ -20,30 +20,7 @@ from benchmarks.tasks.base import Metric, Task
 from benchmarks.tasks.fsdd import SpokenDigitData
 from benchmarks.tasks.interfaces import CLASS_SCORES
 from benchmarks.tasks.loader import TensorBatches
-from benchmarks.tasks.spoken_digits import mu_law_decode, mu_law_encode
-
-WINDOW = 8000  # samples: 1 s at 8 kHz
-
-
-def quantise(waveforms: torch.Tensor) -> torch.Tensor:
-    """Float samples in [-1, 1] → the same through μ-law's 256 levels (encode, then decode to the level's centre).
-    Idempotent: a generated clip, already decoded from μ-law ids, comes back unchanged."""
-    return mu_law_decode(mu_law_encode(waveforms))
-
-
-def to_window(waveform: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
-    """(T,) float samples → (window,): at the start, zero-padded after, or the first ``window`` samples."""
-    out = torch.zeros(window, dtype=torch.float32)
-    n = min(len(waveform), window)
-    out[:n] = waveform[:n].float()
-    return out
-
-
-def windows(waveforms: list[torch.Tensor], window: int = WINDOW) -> torch.Tensor:
-    """Clips of any lengths → (N, 1, window) float32, each μ-law quantised and placed as ``to_window`` does."""
-    if not waveforms:
-        return torch.zeros(0, 1, window)
-    return torch.stack([to_window(quantise(w.float()), window) for w in waveforms]).unsqueeze(1)
+from benchmarks.tasks.spoken_digits import WINDOW, mu_law_decode, windows
 
 
 class SpokenDigitClasses(SpokenDigitData):

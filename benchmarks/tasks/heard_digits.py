@@ -7,7 +7,7 @@ trained on the ``fsdd-digits`` task by ``milestones feature-net fsdd-digits`` (s
 and a result that reports these numbers should record the checksum.
 
 Clips are heard as the classifier was trained: μ-law quantised (a clip decoded from μ-law ids is unchanged) and placed
-at the start of an 8,000-sample window (1 s at 8 kHz), zero-padded, longer clips cut (``fsdd_digits.windows``).
+at the start of an 8,000-sample window (1 s at 8 kHz), zero-padded, longer clips cut (``spoken_digits.windows``).
 ``heard_as_real`` scores real recordings the same way: the ceiling a generator's clips can be compared with (on the
 test takes it is 100 − the classifier's test error).
 """
@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.scoring.sample_metrics import FEATURE_NET_DIR, FeatureNet, load_feature_net
-from benchmarks.tasks.fsdd import JUDGE
-from benchmarks.tasks.fsdd_digits import WINDOW, windows
+from benchmarks.tasks.spoken_digits import JUDGE, WINDOW, windows
 
 CLASSIFIER = JUDGE  # (file under benchmarks/featurenets/, its sha256), pinned where the fsdd task records it
 DIGITS = 10

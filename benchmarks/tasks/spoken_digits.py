@@ -38,6 +38,9 @@ TAKES = 50
 TEST_TAKES = range(0, 5)  # the dataset's own split: takes 0–4 are its test set
 SAMPLE_RATE = 8000
 MU = 255
+# the spoken-digit judge that listens to generated clips (heard_digits.py): its file under benchmarks/featurenets/ and
+# sha256 (m5 seed 0, made by `milestones feature-net fsdd-digits`, test error 3.67 %)
+JUDGE = ("fsdd-digits-m5.pt", "c062bfc2bfaee7a9a5973dd1217278f367122765b502742232aed458e31e0eef")
 MANIFEST = Path(__file__).parent / "manifests" / f"fsdd-{RELEASE}.csv.gz"
 
 
@@ -165,3 +168,28 @@ def mu_law_decode(ids: torch.Tensor, mu: int = MU) -> torch.Tensor:
     """Class ids in 0 … mu → samples in [-1, 1] (the centre of each class's interval)."""
     y = ids.float() / mu * 2 - 1
     return torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu
+
+
+# --- the judge's window -----------------------------------------------------------------------------------------------
+WINDOW = 8000  # samples: 1 s at 8 kHz
+
+
+def quantise(waveforms: torch.Tensor) -> torch.Tensor:
+    """Float samples in [-1, 1] → the same through μ-law's 256 levels (encode, then decode to the level's centre).
+    Idempotent: a generated clip, already decoded from μ-law ids, comes back unchanged."""
+    return mu_law_decode(mu_law_encode(waveforms))
+
+
+def to_window(waveform: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
+    """(T,) float samples → (window,): at the start, zero-padded after, or the first ``window`` samples."""
+    out = torch.zeros(window, dtype=torch.float32)
+    n = min(len(waveform), window)
+    out[:n] = waveform[:n].float()
+    return out
+
+
+def windows(waveforms: list[torch.Tensor], window: int = WINDOW) -> torch.Tensor:
+    """Clips of any lengths → (N, 1, window) float32, each μ-law quantised and placed as ``to_window`` does."""
+    if not waveforms:
+        return torch.zeros(0, 1, window)
+    return torch.stack([to_window(quantise(w.float()), window) for w in waveforms]).unsqueeze(1)
