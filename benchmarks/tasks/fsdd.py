@@ -325,7 +325,8 @@ TASKS = [
         protocol=(
             "takes 0–4 test (the dataset's split), 5–9 validate, 10–49 train; 8 kHz μ-law (256 classes); best-val "
             "checkpoint; negative log-likelihood of every test sample given the samples before it, the digit and "
-            "the speaker, in bits per sample; 60 generated clips (one per digit and speaker) kept with the result"
+            "the speaker, in bits per sample; 60 generated clips (one per digit and speaker) heard by the committed "
+            "judge (heard_as_digit, %), one speaker's ten kept as WAVs with the result"
         ),
         throughput_unit="audio samples",
         shown_artifact="spectrograms.png",
