@@ -32,12 +32,14 @@ USED_BY = {"mnist": "benchmarks/tasks/generative.py", "fashion-mnist": "benchmar
            "imagenette-224re": "benchmarks/tasks/style.py (EVAL_NET)"}  # fmt: skip
 
 
-def export_feature_net(task: str, *, data_dir=None, output_dir=None, threads: int | None = 1, out_dir=None) -> Path:
+def export_feature_net(
+    task: str, *, data_dir=None, output_dir=None, threads: int | None = 1, out_dir=None, precision: str = "32-true"
+) -> Path:
     if task not in TASKS:
         raise ValueError(f"feature nets exist for {', '.join(TASKS)}, not '{task}'")
     opts = BenchOptions(
         task=task, seeds=[0], accelerator="cpu", wandb="off", data_dir=data_dir, output_dir=output_dir,
-        results_dir=str(paths.output_dir(output_dir) / "feature-net-results"), threads=threads,
+        results_dir=str(paths.output_dir(output_dir) / "feature-net-results"), threads=threads, precision=precision,
     )  # fmt: skip
     entry = FEATURE_NETS[task]
     result, _ = run_benchmark(entry, opts)
@@ -65,7 +67,10 @@ def export_feature_net(task: str, *, data_dir=None, output_dir=None, threads: in
         "code": result.code,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "command": f"milestones feature-net {task}" + (f" --threads {threads}" if threads != 1 else ""),
+        "precision": result.precision,
+        "command": f"milestones feature-net {task}"
+        + (f" --threads {threads}" if threads != 1 else "")
+        + (f" --precision {precision}" if precision != "32-true" else ""),
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
     write_atomic(json.dumps(provenance, indent=2) + "\n", path.with_suffix(".json"), overwrite=True)
