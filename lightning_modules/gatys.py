@@ -16,7 +16,9 @@ Style Transfer Using Convolutional Neural Networks", CVPR 2016. What this module
   conv5_1, weighted w_l = 1/5 each; written here as 1/(4 N_l²) Σ (Ĝ − Â)² with Ĝ = F Fᵀ / M_l, which is the same
   number when the painting and the synthesised image have the same size and keeps the painting's Gram matrix on the
   same scale when they do not (M_l: positions, N_l: filters);
-- L_total = α L_content + β L_style with α/β = 1e-3 (arXiv Fig. 2 B–D: the Shipwreck, the Starry Night, the Scream);
+- L_total = α L_content + β L_style with α/β = 1e-3, the arXiv version's ratio for Fig. 2 B–D (the Shipwreck, the
+  Starry Night, the Scream; 1e-4 for E–F). Checked against quotations of the papers, not a copy of their text: the CVPR
+  version's Fig. 3 states other ratios for the same three (1e-3, 8e-4, 5e-3), which ``alpha``/``beta`` can set;
 - gradient descent on a white-noise image, by L-BFGS (the CVPR paper: "we found [it] to work best for image
   synthesis").
 
@@ -194,6 +196,8 @@ class NeuralStyle(L.LightningModule):
     (``network``: VGG-19's shape, or the suite's ``StyleVGG`` widths); see the module's docstring."""
 
     tests_final_weights = True  # the images fit ends with are the result (no checkpoint is selected)
+    # the harness's refusal of --devices N reads: "<entry> <this>, so N devices have nothing to share"
+    single_process_reason = "optimises one image per pair with its own L-BFGS (full-batch, no data to split)"
 
     def __init__(
         self,

@@ -337,6 +337,7 @@ def test_every_entry_runs_under_ddp_or_says_why_not(tmp_path):
 @pytest.mark.parametrize(("entry", "task", "said"), [
     ("perceptron", "digits", "perceptron has no gradient-trained parameters, so 2 devices have nothing to share"),
     ("dqn-cartpole", "cartpole", "dqn-cartpole's agent gathers its own experience in one environment (CartPoleData)"),
+    ("gatys-style-suite", "style-fig2", "gatys-style-suite optimises one image per pair with its own L-BFGS"),
 ])  # fmt: skip
 def test_an_entry_that_cannot_share_is_refused_in_one_line(entry, task, said, tmp_path):
     """distributed.cannot_share, known before any process starts, is what the harness refuses with, in one line."""

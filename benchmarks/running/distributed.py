@@ -61,6 +61,9 @@ def cannot_share(entry_name: str, model, datamodule_class, processes: int) -> st
     if getattr(datamodule_class, "single_process", False):  # an agent gathering its own experience
         return (f"{entry_name}'s agent gathers its own experience in one environment ({datamodule_class.__name__}): "
                 "there is no data to share among processes; run it with --devices 1")  # fmt: skip
+    declared = getattr(model, "single_process_reason", None)  # what the model itself says (it knows best)
+    if declared:
+        return f"{entry_name} {declared}, so {processes} devices have nothing to share: run it with --devices 1"
     if not any(p.requires_grad for p in model.parameters()):  # a learning rule (the perceptron's), not gradients
         return (f"{entry_name} has no gradient-trained parameters, so {processes} devices have nothing to share: run "
                 "it with --devices 1")  # fmt: skip
