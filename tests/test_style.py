@@ -152,6 +152,9 @@ def test_the_task_measures_and_writes_the_grid_and_states_its_budget(tmp_path):
     assert 0 < metrics["loss"] < math.inf and metrics["total_loss"] > 0 and metrics["own_total_loss"] > 0
     assert metrics["feature_weights"].startswith("untrained") and metrics["pairs"].startswith("0: tubingen.jpg")
     assert measure(model, datamodule) == {k: metrics[k] for k in ("content_loss", "style_loss", "total_loss", "loss")}
+    # the photograph returned unchanged: content loss 0, so its relative loss is its style term over the noise's total
+    photo = model.losses(datamodule.pairs[0][0], *datamodule.pairs[0])
+    assert float(photo["content"]) == 0 and 0 < metrics["loss_real"] < math.inf  # untrained nets: any size
     grid = Image.open(tmp_path / "artifacts" / task.shown_artifact)
     assert grid.size[1] == 6 * (192 + 4) + 4
     config = {"trainer": {"max_epochs": 10}, "model": {"init_args": {"iterations_per_epoch": 50}}}

@@ -404,7 +404,7 @@ def render_markdown(results_dir: Path | str | None = None, results=None, probes:
             if real:
                 out.append("")
                 out.append(
-                    f"Real data on the same measures (training vs test images, the scale to read rows by): {real}."
+                    f"Real data on the same measures ({task.reference_meaning}, the scale to read rows by): {real}."
                 )
             scored = notes(rows, results)
             if scored:
@@ -540,7 +540,7 @@ def plot_figure(name: str, rows: list[dict], real: float | None = None):
                    clip_on=False, label="reference (its kind is in the table)")  # fmt: skip
     if real is not None:
         ax.axvline(real, color="#55a868", linestyle="--", zorder=2.5,
-                   label=f"real data ({task.metric.name}_real: training vs test images)")  # fmt: skip
+                   label=f"real data ({task.metric.name}_real: {task.reference_meaning})")  # fmt: skip
     ax.set_yticks(ys, labels)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     marks = [v for _, v in papers] + ([real] if real is not None else [])  # every value the axis must show

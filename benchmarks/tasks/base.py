@@ -119,6 +119,7 @@ class Task:
     bundled: bool = False  # True when the data ships with the code or a package: no download, no data folder
     extra_metrics: tuple[str, ...] = ()  # secondary test metrics the leaderboard shows beside the main one
     reference_metrics: tuple[str, ...] = ()  # measures of the data itself (e.g. real-vs-real distance): a scale
+    reference_meaning: str = "training vs test images"  # what the reference_metrics measure, in a few words
     # what samples_per_s counts: samples, or the data module's ``batch_units(batch)`` where it has one (tokens)
     throughput_unit: str = "samples"
     # the split the reported number is measured on: "test", or "validation" where the usual protocol has no

@@ -333,5 +333,6 @@ TASKS = [
         linked_artifacts="digit-*.wav",
         extra_metrics=("heard_as_digit",),
         reference_metrics=("real_heard_as_digit",),
+        reference_meaning="the real test recordings, heard by the same judge",
     )
 ]

@@ -449,6 +449,21 @@ def measure(model, datamodule) -> dict[str, float]:
 
 
 @torch.no_grad()
+def photograph_loss(datamodule) -> float:
+    """``loss_real``: the ranked measure of the photographs themselves, returned unchanged as the results (content loss
+    0, the style all the photograph's own): the trivial answer a method has to beat to have transferred any style."""
+    from lightning_modules.gatys import style_transfer_losses, targets, white_noise
+
+    net, total = datamodule.evaluation_network(), 0.0
+    for i, (content, style) in enumerate(datamodule.pairs):
+        target = targets(net, content[None], style[None])
+        noise = white_noise(tuple(content.shape[1:]), REFERENCE_NOISE_SEED, i)
+        reference = style_transfer_losses(net, noise[None], *target)["total"]
+        total += float(style_transfer_losses(net, content[None], *target)["total"] / reference)
+    return total / len(datamodule.pairs)
+
+
+@torch.no_grad()
 def own_losses(model, datamodule) -> dict[str, float]:
     """The images' losses in the entry's own network (what it minimised), mean over pairs."""
     sums = {"own_content_loss": 0.0, "own_style_loss": 0.0, "own_total_loss": 0.0}
@@ -511,6 +526,7 @@ class StyleTask(Task):
             model.load_state_dict(torch.load(ckpt_path, map_location=model.device, weights_only=True)["state_dict"])
         datamodule.setup("test")
         metrics = measure(model, datamodule) | own_losses(model, datamodule)
+        metrics["loss_real"] = photograph_loss(datamodule)
         save_grid(model, datamodule, Path(artifacts) / GRID_FILE)
         pairs = "; ".join(f"{i}: {content} + {style}" for i, (content, style) in enumerate(datamodule.names))
         return metrics | {"feature_weights": datamodule.weights_note or "not recorded", "pairs": pairs}
@@ -523,7 +539,8 @@ PROTOCOL = (
     "optimised from white noise; measured in one fixed evaluation network for every entry, the suite's StyleVGG "
     "trained on Imagenette (not VGG-19; sha256 in each result), with the papers' layers and α/β = 1e-3: loss = total "
     "loss relative to a fixed white-noise image's, mean over the six pairs (1 = no progress); the final images are "
-    "tested; total, style and content losses in that network and in the entry's own are recorded beside it"
+    "tested; total, style and content losses in that network and in the entry's own are recorded beside it, and "
+    "loss_real, the photographs' own loss (returned unchanged: no style transferred)"
 )
 
 TASKS = [
@@ -537,6 +554,8 @@ TASKS = [
         interface=STYLE_TRANSFER,
         protocol=PROTOCOL,
         extra_metrics=("style_loss", "content_loss", "total_loss"),
+        reference_metrics=("loss_real",),
+        reference_meaning="the photographs themselves, returned unchanged",
         shown_artifact=GRID_FILE,
         reported_split="test",
     )
