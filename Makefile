@@ -103,8 +103,9 @@ perf-commands: setup ## seconds of list, tasks, --help, bench --help (< 2 s) and
 perf-scaling: setup ## validate and leaderboard on 1,000 and 10,000 synthetic result files: linear, < 2 min at 10,000
 	$(BIN)/python -m benchmarks.perf.scaling $(ARGS)
 
-feature-nets: setup ## retrain the committed classifiers that score generated samples (changes every Fréchet distance)
-	$(MILESTONES) feature-net mnist && $(MILESTONES) feature-net fashion-mnist && $(MILESTONES) feature-net fsdd-digits
+feature-nets: setup ## retrain the committed feature nets (changes every score made with them; style-vgg ~1 h)
+	$(MILESTONES) feature-net mnist && $(MILESTONES) feature-net fashion-mnist && $(MILESTONES) feature-net fsdd-digits \
+	&& $(MILESTONES) feature-net imagenette-224re --threads 2 --precision bf16-mixed
 
 probe: setup ## receptive fields of a trained network, e.g. ARGS='--feature-net mnist' or ARGS='--result <file>'
 	$(MILESTONES) probe $(ARGS)
