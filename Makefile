@@ -22,7 +22,7 @@ WHAT ?=
 # trains 1.6x slower on a CPU that way. Keep freed memory in the heap instead (override by setting it yourself).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling perf-ddp perf-env feature-nets probe gpu-check list clean
+.PHONY: help setup lock demo test test-fast lint leaderboard leaderboard-check validate verify compare perf perf-overhead perf-images perf-commands perf-scaling perf-ddp perf-env feature-nets probe gpu-check gpu-carry gpu-campaign list clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -118,6 +118,18 @@ perf-env: setup ## environment steps/s of dqn-cartpole: the harness vs a bare lo
 
 gpu-check: setup ## on a GPU: every entry briefly in bf16-mixed and 16-mixed, the full lenet5-modern run; DDP on 2+ GPUs
 	$(BIN)/python -m benchmarks.tools.gpu_check $(ARGS)
+
+# The lent GPU machine gets the checkout plus one ignored folder; it has no .venv (its python3 holds torch).
+GPU_CARRY := .gpu-data
+CAMPAIGN_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+
+gpu-carry: setup ## build .gpu-data (data sha256-checked + wheels) for the lent GPU; says what does not fit 64 MiB
+	$(BIN)/python -m benchmarks.tools.campaign.carry $(ARGS)
+
+gpu-campaign: ## on the lent GPU: 3-seed rows for as many jobs as fit 10 min (ARGS='--plan', ARGS='--dry-run' here)
+	@$(CAMPAIGN_PYTHON) -c 'import datasets, pydantic, jsonargparse, platformdirs' 2>/dev/null || test ! -d $(GPU_CARRY)/wheels \
+	|| $(CAMPAIGN_PYTHON) -m pip install --no-index --find-links $(GPU_CARRY)/wheels -r $(GPU_CARRY)/wheels/requirements.txt
+	$(CAMPAIGN_PYTHON) -m benchmarks.tools.campaign $(ARGS)
 
 clean: ## remove run outputs (checkpoints, logs, W&B offline runs); results and data are untouched
 	rm -rf runs lightning_logs

