@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--dry-run", action="store_true", help="the whole campaign on this CPU at toy budgets")
     parser.add_argument("--jobs", help="comma-separated jobs (entry or entry@task; default: all, in value order)")
     parser.add_argument("--window-min", type=float, default=10.0, help="the time the plan fills (minutes)")
-    parser.add_argument("--parallel", type=int, default=4, help="jobs at once on the one device (default 4)")
+    parser.add_argument("--parallel", type=int, help="jobs at once on the one device (default: 4, or fewer where "
+                        "fewer CPU cores are free)")  # fmt: skip
     parser.add_argument("--accelerator", choices=["gpu", "cpu"], help="default: gpu; cpu for --dry-run")
     parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--calibration-batches", type=int, help="training batches of a calibration (20; 2 dry)")
@@ -68,8 +69,8 @@ def bench_command(job: Job, args, threads: int, data: list[str]) -> list[str]:
     return command
 
 
-def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> dict[str, dict]:
-    """name → measurement, for every job whose calibration ran; reuses earlier ones of this device."""
+def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> tuple[dict[str, dict], dict[str, str]]:
+    """(name → measurement, name → why it has none); reuses the measurements kept for this device and settings."""
     store = args.output / "calibration.json"
     kept = json.loads(store.read_text()) if store.exists() and not args.recalibrate else {}
     key = f"{args.accelerator}/{args.precision}/{args.calibration_batches}/{'example' if args.dry_run else 'data'}"
@@ -86,14 +87,20 @@ def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> dict[s
         works.append(Work(job.name, command, seconds=0.0))
     if works:
         log(f"calibrating {len(works)} job(s), {len(cores)} at a time, {args.calibration_batches} batches each")
+    failed = {}
     for work in run_all(works, cores, args.output / "calibration" / "logs", log, limit_s=args.calibration_limit_s):
         out = args.output / "calibration" / f"{work.name}.json"
         if work.rc == 0 and out.exists():
             measured = json.loads(out.read_text())
             measured["startup_s"] = max(0.0, work.wall_s - measured["seed_wall_s"])  # imports, data, the process
             kept[work.name] = measured | {"key": key}
+        elif work.wall_s is not None and work.wall_s > args.calibration_limit_s:
+            failed[work.name] = f"its calibration ran past {args.calibration_limit_s:.0f} s and was killed (a step "
+            failed[work.name] += "or its evaluation is that slow here); --calibration-limit-s sets the limit"
+        else:
+            failed[work.name] = f"its calibration failed (exit {work.rc}): calibration/logs/{work.name}.log"
     write_atomic(json.dumps(kept, indent=1), store, overwrite=True)
-    return kept
+    return kept, failed
 
 
 def estimate(job: Job, m: dict, toy: bool) -> float:
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output or paths.REPO_ROOT / "runs" / ("gpu-campaign-dry" if args.dry_run else "gpu-campaign")
     )
     args.results_dir = Path(args.results_dir or args.output / "results")
+    args.parallel = args.parallel or min(4, len(os.sched_getaffinity(0)))
     args.calibration_batches = args.calibration_batches or (TOY["batches"] if args.dry_run else 20)
     try:
         jobs = select(args.jobs)
@@ -164,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [job for job in jobs if job.name not in done]
 
     # 2. calibration, 3. the plan
-    measured = calibrate(jobs, args, cores, data, log)
-    uncalibrated = [(job.name, "its calibration failed: see its log under calibration/logs") for job in jobs
+    measured, failed = calibrate(jobs, args, cores, data, log)
+    unknown_length = "its training loader has no length: the steps of an epoch cannot be estimated"
+    uncalibrated = [(job.name, failed.get(job.name, unknown_length)) for job in jobs
                     if job.name not in measured or measured[job.name]["batches_per_epoch"] is None]  # fmt: skip
     jobs = [job for job in jobs if job.name not in dict(uncalibrated)]
     memory = device_memory_mb(args.accelerator) * 0.9  # a tenth for the CUDA contexts and fragmentation
