@@ -14,7 +14,8 @@ Style Transfer Using Convolutional Neural Networks", CVPR 2016. What this module
 - content: L_content = ½ Σ (F − P)² on conv4_2, F the synthesised image's features, P the photograph's;
 - style: E_l = 1/(4 N_l² M_l²) Σ (G − A)² with Gram matrices G = F Fᵀ of layers conv1_1, conv2_1, conv3_1, conv4_1,
   conv5_1, weighted w_l = 1/5 each; written here as 1/(4 N_l²) Σ (Ĝ − Â)² with Ĝ = F Fᵀ / M_l, which is the same
-  number when the painting and the synthesised image have the same size and keeps the painting's Gram matrix on the
+  number when the painting and the synthesised image have the same size (style-fig2 makes them so, as the CVPR
+  paper does) and keeps the painting's Gram matrix on the
   same scale when they do not (M_l: positions, N_l: filters);
 - L_total = α L_content + β L_style with α/β = 1e-3, the arXiv version's ratio for Fig. 2 B–D (the Shipwreck, the
   Starry Night, the Scream; 1e-4 for E–F). Checked against quotations of the papers, not a copy of their text: the CVPR

@@ -7,7 +7,8 @@ of the Imagenette validation split (the first of the church, garbage-truck and p
 manifest ``manifests/imagenette2-224.csv.gz``, which pins their sha256), each with one of the three paintings: six
 pairs. Resolution: content images with their long side at most ``long_side`` = 256 px (the papers: about 512 px;
 the reduction is for the CPU), never enlarged (Tübingen 256×192, the Imagenette images keep their 224×224); each
-painting resized to the long side of its photograph, keeping its aspect ratio.
+painting resized to its photograph's size, its aspect ratio not kept (CVPR 2016: "we always resized the style
+image to the same size as the content image").
 
 What is measured: an optimisation, not generalisation, so training, validation and test see the same six pairs. The
 entry's model holds one image per pair and optimises it (``StyleTransfer``: Gatys et al.'s L-BFGS on white noise);
@@ -100,6 +101,15 @@ def resize_long_side(image: Tensor, long_side: int, enlarge: bool = False) -> Te
         return image
     scale = long_side / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = torch.nn.functional.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)
+    return out[0].clamp(0, 1)
+
+
+def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """(3, h, w) → (3, *size) (antialiased bicubic), the aspect ratio not kept: Gatys et al. 2016 "always resized
+    the style image to the same size as the content image"."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
     out = torch.nn.functional.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)
     return out[0].clamp(0, 1)
 
@@ -248,7 +258,7 @@ class StyleFig2Data(L.LightningDataModule):
         ]
         self.pairs, self.names = [], []
         for (name, content), painting in zip(photographs, PAINTINGS * 2):
-            style = resize_long_side(read_image(self.style_file(painting)), max(content.shape[1:]), enlarge=True)
+            style = resize_to(read_image(self.style_file(painting)), tuple(content.shape[1:]))
             self.pairs.append((content, style))
             self.names.append((name, painting))
 
@@ -519,7 +529,8 @@ class StyleTask(Task):
         iterations = config["model"]["init_args"].get("iterations_per_epoch")
         if type(epochs) is not int or type(iterations) is not int or epochs < 1 or iterations < 1:
             raise ValueError("trainer.max_epochs and model.init_args.iterations_per_epoch must be counts ≥ 1")
-        return f"{epochs * iterations} L-BFGS iterations per pair"
+        steps = f"{iterations} a step, ≤ 1.25× as many loss evaluations"
+        return f"up to {epochs * iterations} L-BFGS iterations per pair ({steps})"
 
     def evaluate(self, trainer, model, datamodule, ckpt_path, artifacts: Path):
         if ckpt_path:
