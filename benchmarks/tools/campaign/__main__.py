@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from benchmarks.core import paths
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--plan", action="store_true", help="calibrate, print the plan, run nothing")
     mode.add_argument("--dry-run", action="store_true", help="the whole campaign on this CPU at toy budgets")
     parser.add_argument("--jobs", help="comma-separated jobs (entry or entry@task; default: all, in value order)")
-    parser.add_argument("--window-min", type=float, default=10.0, help="the time the plan fills (minutes)")
+    parser.add_argument("--window-min", type=float, help="minutes from the campaign's start to its end, calibration "
+                        "included (default 9, under 10 with the wheel install; 60 for the dry run)")  # fmt: skip
     parser.add_argument("--parallel", type=int, help="jobs at once on the one device (default: 4, or fewer where "
                         "fewer CPU cores are free)")  # fmt: skip
     parser.add_argument("--accelerator", choices=["gpu", "cpu"], help="default: gpu; cpu for --dry-run")
@@ -87,7 +89,6 @@ def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> tuple[
         works.append(Work(job.name, command, seconds=0.0))
     if works:
         log(f"calibrating {len(works)} job(s), {len(cores)} at a time, {args.calibration_batches} batches each")
-    failed = {}
     for work in run_all(works, cores, args.output / "calibration" / "logs", log, limit_s=args.calibration_limit_s):
         out = args.output / "calibration" / f"{work.name}.json"
         if work.rc == 0 and out.exists():
@@ -95,12 +96,14 @@ def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> tuple[
             measured["startup_s"] = max(0.0, work.wall_s - measured["seed_wall_s"])  # imports, data, the process
             kept[work.name] = measured | {"key": key}
         elif work.wall_s is not None and work.wall_s > args.calibration_limit_s:
-            failed[work.name] = f"its calibration ran past {args.calibration_limit_s:.0f} s and was killed (a step "
-            failed[work.name] += "or its evaluation is that slow here); --calibration-limit-s sets the limit"
+            kept[work.name] = {"key": key, "failed": f"its calibration ran past {args.calibration_limit_s:.0f} s and "
+                               "was killed (a step or its evaluation is that slow here)"}  # fmt: skip
         else:
-            failed[work.name] = f"its calibration failed (exit {work.rc}): calibration/logs/{work.name}.log"
+            kept[work.name] = {"key": key, "failed": f"its calibration failed (exit {work.rc}): "
+                               f"calibration/logs/{work.name}.log"}  # fmt: skip
     write_atomic(json.dumps(kept, indent=1), store, overwrite=True)
-    return kept, failed
+    failed = {name: m["failed"] for name, m in kept.items() if "failed" in m}  # kept too: --recalibrate retries
+    return {name: m for name, m in kept.items() if "failed" not in m}, failed
 
 
 def estimate(job: Job, m: dict, toy: bool) -> float:
@@ -114,10 +117,10 @@ def estimate(job: Job, m: dict, toy: bool) -> float:
     return m["startup_s"] + len(seeds_of(job)) * seed
 
 
-def print_plan(plan: planner.Plan, jobs: dict[str, Job], cores, measured: dict, args, label: str) -> None:
+def print_plan(plan: planner.Plan, jobs: dict[str, Job], cores, measured: dict, args, label: str, left_s: float):
     devices = sorted({m["device"] for m in measured.values()})
-    print(f"\nplan ({label}): window {args.window_min:g} min, {len(cores)} jobs at once on cores "
-          f"{', '.join(f'{c[0]}-{c[-1]}' for c in cores)}; measured on {', '.join(devices) or 'nothing'} "
+    print(f"\nplan ({label}): {left_s / 60:.1f} of the {args.window_min:g}-minute window left; {len(cores)} at once, "
+          f"on cores {', '.join(f'{c[0]}-{c[-1]}' for c in cores)}; measured on {', '.join(devices) or 'nothing'} "
           f"({args.accelerator}{', the CPU: not the GPU numbers' if args.accelerator == 'cpu' else ''})")  # fmt: skip
     header = f"{'#':>2}  {'job':<30}{'cores':>7}{'start':>8}{'end':>8}{'step ms':>9}{'memory':>11}  budget"
     print(header + "\n" + "-" * len(header))
@@ -132,11 +135,13 @@ def print_plan(plan: planner.Plan, jobs: dict[str, Job], cores, measured: dict, 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    started = time.monotonic()  # the window counts from here: calibration spends it too
     args.accelerator = args.accelerator or ("cpu" if args.dry_run else "gpu")
     args.output = Path(
         args.output or paths.REPO_ROOT / "runs" / ("gpu-campaign-dry" if args.dry_run else "gpu-campaign")
     )
     args.results_dir = Path(args.results_dir or args.output / "results")
+    args.window_min = args.window_min or (60.0 if args.dry_run else 9.0)
     args.parallel = args.parallel or min(4, len(os.sched_getaffinity(0)))
     args.calibration_batches = args.calibration_batches or (TOY["batches"] if args.dry_run else 20)
     try:
@@ -182,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     label = "toy budgets" if args.dry_run else "full protocol"
     estimates = [planner.Estimate(job.name, estimate(job, measured[job.name], args.dry_run),
                                   measured[job.name]["memory_mb"]) for job in jobs]  # fmt: skip
-    plan = planner.pack(estimates, len(cores), args.window_min * 60, memory)
+    left_s = args.window_min * 60 - (time.monotonic() - started)
+    plan = planner.pack(estimates, len(cores), left_s, memory)
     plan.left_out += [(name, why) for name, why in unserved.items() if not args.dry_run] + uncalibrated
-    print_plan(plan, by_name, cores, measured, args, label)
+    print_plan(plan, by_name, cores, measured, args, label, left_s)
     write_atomic(json.dumps({"placed": [p.__dict__ for p in plan.placed], "left_out": plan.left_out}, indent=1),
                  args.output / "plan.json", overwrite=True)  # fmt: skip
     if args.plan:
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     order = sorted(plan.placed, key=lambda p: (p.start, p.slot))
     works = [Work(p.name, bench_command(by_name[p.name], args, len(cores[0]), data), p.end - p.start, p.memory_mb)
              for p in order]  # fmt: skip
-    run_all(works, cores, args.output / "logs", log, window_s=args.window_min * 60, memory_mb=memory)
+    run_all(works, cores, args.output / "logs", log, window_s=left_s, memory_mb=memory)
     failed = [w for w in works if w.rc not in (0, None)]
     for work in works:
         job = by_name[work.name]

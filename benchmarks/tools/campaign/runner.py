@@ -18,6 +18,8 @@ from pathlib import Path
 
 from benchmarks.core.results import find_results, read_result
 
+GRACE_S = 30  # after a SIGTERM, how long a job may take to stop before it is killed
+
 
 @dataclass
 class Work:
@@ -76,6 +78,13 @@ def run_all(works: list[Work], cores: list[tuple[int, ...]], logs: Path, log: Lo
     def stop_all(signum, _frame):
         for proc in running:
             os.killpg(proc.pid, signal.SIGTERM)  # the harness writes no result and says where it stopped
+        deadline = time.monotonic() + GRACE_S
+        for proc in running:  # a harness stops at the end of a step; one still busy after the grace is killed
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         log(f"campaign cut short (signal {signum}); finished results are kept; run it again to resume")
         raise SystemExit(128 + signum)
 
