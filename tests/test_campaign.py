@@ -114,15 +114,15 @@ def test_every_job_names_a_registered_entry_on_one_of_its_tasks_and_the_flagship
 
 @pytest.mark.slow
 def test_the_dry_run_trains_every_selected_job_and_a_second_run_resumes(tmp_path, capsys):
-    """make gpu-campaign ARGS='--dry-run' on the cheaper jobs (the whole list takes ~15 min on 2 cores)."""
-    argv = ["--dry-run", "--jobs", "gan,dcgan@mnist-gen,vae", "--parallel", "2", "--output", str(tmp_path)]
+    """make gpu-campaign ARGS='--dry-run' on two flagship jobs, one per core (the whole list takes far longer)."""
+    argv = ["--dry-run", "--jobs", "gan,dcgan@mnist-gen", "--parallel", "2", "--output", str(tmp_path)]
     assert campaign(argv) == 0
     results = sorted(
         p.relative_to(tmp_path / "results").parent.as_posix() for p in (tmp_path / "results").rglob("*.json")
     )
-    assert results == ["mnist-gen/dcgan", "mnist-gen/gan", "mnist-gen/vae"]
+    assert results == ["mnist-gen/dcgan", "mnist-gen/gan"]
     plan = capsys.readouterr().out
     assert "plan (toy budgets)" in plan and "the CPU: not the GPU numbers" in plan
     assert campaign(argv) == 0  # resumed: every job is done, nothing is calibrated or run again
     log = (tmp_path / "campaign.log").read_text()
-    assert log.count("done already") == 3 and log.count("calibrating") == 1
+    assert log.count("done already") == 2 and log.count("calibrating") == 1
