@@ -26,10 +26,13 @@ from benchmarks.tools.campaign.jobs import JOBS, Job
 CARRY = paths.REPO_ROOT / ".gpu-data"  # git-ignored (.gitignore)
 LIMIT = 64 * 2**20  # what the device machine takes: checkout + carried paths
 # The project's dependencies that the device image (python 3.12; its package list in the device notes, 2026-11-17)
-# lacks, less wandb (the campaign runs --wandb off) and the environments' packages (no campaign job plays a game).
-# Versions are constraints.txt's; pip resolves them against the image's packages when it installs them there.
-WHEELS = ("pydantic", "pydantic_core", "annotated-types", "typing-inspection", "jsonargparse", "docstring_parser",
-          "typeshed_client", "platformdirs", "datasets", "dill", "multiprocess")  # fmt: skip
+# lacks, less wandb (the campaign runs --wandb off) and the environments' packages (no campaign job plays a game),
+# plus two small ones it has in versions unknown here that datasets and pydantic bound (fsspec <= 2026.9.0,
+# typing-extensions >= 4.16). Versions are constraints.txt's; pip resolves them against the image's packages there
+# (datasets also wants pyarrow >= 24 and huggingface-hub >= 1.31: the image's, unchecked; pyarrow is 40 MB).
+WHEELS = ("pydantic", "pydantic_core", "annotated-types", "typing-inspection", "typing_extensions", "jsonargparse",
+          "docstring_parser", "typeshed_client", "platformdirs", "datasets", "dill", "multiprocess",
+          "fsspec")  # fmt: skip
 PLATFORM = ("--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64",
             "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64")  # fmt: skip
 MiB = 2**20
