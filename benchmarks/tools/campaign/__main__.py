@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accelerator", choices=["gpu", "cpu"], help="default: gpu; cpu for --dry-run")
     parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--calibration-batches", type=int, help="training batches of a calibration (20; 2 dry)")
-    parser.add_argument("--calibration-limit-s", type=float, default=300, help="a calibration running longer is "
-                        "killed and its job reported as not calibrated")  # fmt: skip
+    parser.add_argument("--calibration-limit-s", type=float, help="a calibration running longer is killed and its "
+                        "job reported as not calibrated (default 300; 900 for the dry run's CPU)")  # fmt: skip
     parser.add_argument("--recalibrate", action="store_true", help="measure again, not reuse calibration.json")
     parser.add_argument("--output", help="default: runs/gpu-campaign (runs/gpu-campaign-dry for --dry-run)")
     parser.add_argument("--results-dir", help="where job results go (default: <output>/results)")
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output or paths.REPO_ROOT / "runs" / ("gpu-campaign-dry" if args.dry_run else "gpu-campaign")
     )
     args.results_dir = Path(args.results_dir or args.output / "results")
+    args.calibration_limit_s = args.calibration_limit_s or (900.0 if args.dry_run else 300.0)
     args.window_min = args.window_min or (60.0 if args.dry_run else 9.0)
     args.parallel = args.parallel or min(4, len(os.sched_getaffinity(0)))
     args.calibration_batches = args.calibration_batches or (TOY["batches"] if args.dry_run else 20)
