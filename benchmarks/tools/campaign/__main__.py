@@ -122,11 +122,11 @@ def print_plan(plan: planner.Plan, jobs: dict[str, Job], cores, measured: dict, 
     print(f"\nplan ({label}): {left_s / 60:.1f} of the {args.window_min:g}-minute window left; {len(cores)} at once, "
           f"on cores {', '.join(f'{c[0]}-{c[-1]}' for c in cores)}; measured on {', '.join(devices) or 'nothing'} "
           f"({args.accelerator}{', the CPU: not the GPU numbers' if args.accelerator == 'cpu' else ''})")  # fmt: skip
-    header = f"{'#':>2}  {'job':<30}{'cores':>7}{'start':>8}{'end':>8}{'step ms':>9}{'memory':>11}  budget"
+    header = f"{'#':>2}  {'job':<34}{'cores':>7}{'start':>8}{'end':>8}{'step ms':>9}{'memory':>11}  budget"
     print(header + "\n" + "-" * len(header))
     for i, p in enumerate(sorted(plan.placed, key=lambda p: (p.start, p.slot)), 1):
         c, m = cores[p.slot], measured[p.name]
-        print(f"{i:>2}  {p.name:<30}{f'{c[0]}-{c[-1]}':>7}{p.start / 60:>7.1f}m{p.end / 60:>7.1f}m"
+        print(f"{i:>2}  {p.name:<34}{f'{c[0]}-{c[-1]}':>7}{p.start / 60:>7.1f}m{p.end / 60:>7.1f}m"
               f"{m['step_s'] * 1e3:>9.1f}{m['memory_mb']:>8,.0f} MB  {jobs[p.name].budget}")  # fmt: skip
     print(f"ends after ~{plan.seconds / 60:.1f} min (estimated)")
     for name, why in plan.left_out:
