@@ -256,11 +256,16 @@ def test_the_suite_network_must_exist_and_match_its_checksum(tmp_path):
     assert list(load_suite_network("net.pt", sha256_file(tmp_path / "net.pt"), tmp_path)) == ["conv1_1.bias"]
 
 
-def test_a_real_run_never_falls_back_to_an_untrained_network(tmp_path):
-    """Only the generated example's class provides no weights; the real data module raises instead."""
+def test_a_real_run_never_falls_back_to_an_untrained_network(tmp_path, monkeypatch):
+    """Only the generated example's class provides no weights; the real data module gives the committed style-vgg or
+    torchvision's VGG-19, and raises where it has none."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     datamodule = StyleFig2Data(tmp_path, 1, download=False)
     with pytest.raises(DataError):
-        datamodule.feature_state("suite")
+        datamodule.feature_state("vgg19")
+    state = datamodule.feature_state("suite")  # the committed file, after its checksum
+    assert datamodule.weights_note == f"{EVAL_NET[0]} sha256:{EVAL_NET[1]}" and len(EVAL_NET[1]) == 64
+    assert [state[f"conv{b}_1.weight"].shape[0] for b in range(1, 6)] == [16, 32, 64, 128, 128]
     with pytest.raises(ValueError, match="'vgg19' or 'suite'"):
         datamodule.feature_state("resnet")
 
