@@ -438,19 +438,27 @@ STYLE_TRANSFER = Interface(StyleTransfer, check_style_transfer)
 
 
 # --- the measurement ----------------------------------------------------------------------------------------------
+def scored_pairs(net, datamodule):
+    """Per pair, in the evaluation network ``net``: (index, the photograph, its targets (content features, style
+    Gram matrices), the total loss of the fixed reference noise image of its size): what every score divides by."""
+    from lightning_modules.gatys import style_transfer_losses, targets, white_noise
+
+    for i, (content, style) in enumerate(datamodule.pairs):
+        target = targets(net, content[None], style[None])
+        noise = white_noise(tuple(content.shape[1:]), REFERENCE_NOISE_SEED, i)
+        yield i, content, target, style_transfer_losses(net, noise[None], *target)["total"]
+
+
 @torch.no_grad()
 def measure(model, datamodule) -> dict[str, float]:
     """The images' losses in the evaluation network (mean over pairs), and the ranked ``loss``: the mean over pairs of
     the total loss relative to that of the fixed reference noise image of the pair's size."""
-    from lightning_modules.gatys import style_transfer_losses, targets, white_noise
+    from lightning_modules.gatys import style_transfer_losses
 
     net = datamodule.evaluation_network()
     sums = {"content_loss": 0.0, "style_loss": 0.0, "total_loss": 0.0, "loss": 0.0}
-    for i, (content, style) in enumerate(datamodule.pairs):
-        target = targets(net, content[None], style[None])
+    for i, _, target, reference in scored_pairs(net, datamodule):
         found = style_transfer_losses(net, model.synthesised(i).cpu().float()[None], *target)
-        noise = white_noise(tuple(content.shape[1:]), REFERENCE_NOISE_SEED, i)
-        reference = style_transfer_losses(net, noise[None], *target)["total"]
         sums["content_loss"] += float(found["content"])
         sums["style_loss"] += float(found["style"])
         sums["total_loss"] += float(found["total"])
@@ -462,13 +470,10 @@ def measure(model, datamodule) -> dict[str, float]:
 def photograph_loss(datamodule) -> float:
     """``loss_real``: the ranked measure of the photographs themselves, returned unchanged as the results (content loss
     0, the style all the photograph's own): the trivial answer a method has to beat to have transferred any style."""
-    from lightning_modules.gatys import style_transfer_losses, targets, white_noise
+    from lightning_modules.gatys import style_transfer_losses
 
     net, total = datamodule.evaluation_network(), 0.0
-    for i, (content, style) in enumerate(datamodule.pairs):
-        target = targets(net, content[None], style[None])
-        noise = white_noise(tuple(content.shape[1:]), REFERENCE_NOISE_SEED, i)
-        reference = style_transfer_losses(net, noise[None], *target)["total"]
+    for _, content, target, reference in scored_pairs(net, datamodule):
         total += float(style_transfer_losses(net, content[None], *target)["total"] / reference)
     return total / len(datamodule.pairs)
 
