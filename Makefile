@@ -58,7 +58,7 @@ demo: setup ## offline: early milestones on the bundled digits + logic gates, th
 	$(MILESTONES) demo $(ARGS)
 
 test: setup ## the test suite (what CI runs); real-data tests need MILESTONES_DATA
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 test-fast: setup ## the tests less the slow ones (subprocesses that train): 2 min on 2 cores, not 10
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
