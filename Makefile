@@ -121,15 +121,18 @@ gpu-check: setup ## on a GPU: every entry briefly in bf16-mixed and 16-mixed, th
 
 # The lent GPU machine gets the checkout plus one ignored folder; it has no .venv (its python3 holds torch).
 GPU_CARRY := .gpu-data
+# the carried wheels are installed there, where the GPU machine's python3 finds them (device.py: WHEEL_INSTALL)
+GPU_SITE := /tmp/milestones-site
 CAMPAIGN_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
-gpu-carry: setup ## build .gpu-data (data sha256-checked + wheels) for the lent GPU; says what does not fit 64 MiB
+gpu-carry: setup ## build .gpu-data (data sha256-checked + wheels) in parts of one device call each; CALLS.md says how
 	$(BIN)/python -m benchmarks.tools.campaign.carry $(ARGS)
 
 gpu-campaign: ## on the lent GPU: 3-seed rows for as many jobs as fit 10 min (ARGS='--plan', ARGS='--dry-run' here)
+	@test ! -f $(GPU_CARRY)/part-1/PART.json || $(CAMPAIGN_PYTHON) -m benchmarks.tools.campaign.device assemble
 	@$(CAMPAIGN_PYTHON) -c 'import datasets, pydantic, jsonargparse, platformdirs' 2>/dev/null || test ! -d $(GPU_CARRY)/wheels \
-	|| $(CAMPAIGN_PYTHON) -m pip install --no-index --find-links $(GPU_CARRY)/wheels -r $(GPU_CARRY)/wheels/requirements.txt
-	$(CAMPAIGN_PYTHON) -m benchmarks.tools.campaign $(ARGS)
+	|| $(CAMPAIGN_PYTHON) -m pip install -q --no-index --no-deps --no-compile --upgrade --target $(GPU_SITE) $(GPU_CARRY)/wheels/*.whl
+	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} $(CAMPAIGN_PYTHON) -m benchmarks.tools.campaign $(ARGS)
 
 clean: ## remove run outputs (checkpoints, logs, W&B offline runs); results and data are untouched
 	rm -rf runs lightning_logs

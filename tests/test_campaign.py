@@ -7,12 +7,13 @@ import json
 import os
 import shutil
 import sys
+import tarfile
 
 import pytest
 
 from benchmarks.core.checksums import sha256_file
 from benchmarks.core.paths import RESULTS_DIR
-from benchmarks.tools.campaign import carry
+from benchmarks.tools.campaign import bundle, carry, device
 from benchmarks.tools.campaign.__main__ import main as campaign
 from benchmarks.tools.campaign.jobs import JOBS, Job
 from benchmarks.tools.campaign.planner import Estimate, pack
@@ -93,15 +94,108 @@ def test_the_carry_check_names_what_is_missing_or_does_not_fit(tmp_path):
     (tmp_path / "wheels").mkdir()
     record = {
         "folders": {"MNIST/raw": 6, "tinyshakespeare": 0},
-        "left_out": {"imagenette2-224": "134.9 MiB, 48.3 left"},
+        "left_out": {"imagenette2-224": "not in the data folder"},
     }
     (tmp_path / "CARRY.json").write_text(json.dumps(record))
     assert carry.problems(jobs, tmp_path) == {
         "gpt-char@shakespeare-char": "no datasets wheel in the carry: run make gpu-carry again",
-        "alexnet@imagenette-224re": "imagenette2-224 does not fit the carry (134.9 MiB, 48.3 left)",
+        "alexnet@imagenette-224re": "imagenette2-224 is not in the carry (not in the data folder)",
     }
     image.write_bytes(b"altered")
     assert "missing or altered" in carry.problems(jobs, tmp_path)["gan@mnist-gen"]
+
+
+def test_split_packs_few_parts_and_the_roomiest_holds_the_manifest():
+    items = [("a", 60), ("b", 50), ("c", 40), ("d", 30), ("e", 20)]
+    assert carry.split(items, budget=100, manifest=5) == [["a", "c"], ["b", "d", "e"], []]  # both full: a third
+    assert carry.split(items, budget=100, manifest=0) == [["a", "c"], ["b", "d", "e"]]
+    assert carry.split(items[:3], budget=100, manifest=10) == [["a", "c"], ["b"]]  # 100, 50 + 10
+    with pytest.raises(SystemExit, match="does not fit one device call"):
+        carry.split([("huge", 101)], budget=100, manifest=0)
+
+
+def test_the_carry_travels_in_parts_that_assemble_back_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    """make gpu-carry on a tiny data folder with a call limit of a few kB: several parts, each under the limit beside
+    the checkout; assembled (as the last device call does) they give back every file, checked."""
+    data = tmp_path / "data"
+    files = {"MNIST/raw/train-images-idx3-ubyte.gz": 3000, "MNIST/raw/t10k-images-idx3-ubyte.gz": 2500,
+             "tinyshakespeare/input.txt": 2000, "multi30k/train.de": 1500}  # fmt: skip
+    for name, size in files.items():
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(os.urandom(size))
+    (data / "SHA256SUMS").write_text("".join(f"{sha256_file(data / n)}  ./{n}\n" for n in files))
+
+    def fake_wheels(folder):
+        folder.mkdir(parents=True)
+        (folder / "datasets-5.2.0-py3-none-any.whl").write_bytes(os.urandom(1000))
+        return ["datasets==5.2.0"]
+
+    monkeypatch.setattr(carry, "download_wheels", fake_wheels)
+    monkeypatch.setattr(carry, "checkout_bytes", lambda: 1000)
+    monkeypatch.setattr(carry, "LIMIT", 1000 + carry.MARGIN + 5000)  # 5 kB a part beside the checkout
+    monkeypatch.setattr(carry, "MANIFEST_BYTES", 1500)
+    monkeypatch.setattr(carry, "LISTED", 0)
+    root = tmp_path / "carry"
+    record = carry.build(data, root)
+    sizes = [sum(f.stat().st_size for f in (root / f"part-{p['part']}").rglob("*") if f.is_file() and
+                 f.name != "PART.json") for p in record["parts"]]  # fmt: skip
+    assert len(sizes) >= 3 and max(sizes) <= 5000
+    assert [call["carry"] for call in record["calls"]] == [[f".gpu-data/part-{k}"] for k in range(1, len(sizes) + 1)]
+    assert "--pack $OUT/campaign.tgz" in record["calls"][-1]["command"]
+    for name in files:
+        assert sha256_file(root / "data" / name) == sha256_file(data / name)
+    jobs = [
+        Job("gan", "mnist-gen", ""),
+        Job("gpt-char", "shakespeare-char", ""),
+        Job("alexnet", "imagenette-224re", ""),
+    ]
+    assert carry.problems(jobs, root) == {
+        "alexnet@imagenette-224re": "imagenette2-224 is not in the carry (not in the data folder)"
+    }
+    shutil.rmtree(root / "data")  # the device machine before the last call: the parts only, one of them missing
+    shutil.rmtree(root / "wheels")
+    shutil.rmtree(root / "part-2")
+    assert "not on this machine: .gpu-data/part-2" in device.assemble(root)[0]
+    assert device.missing_parts(root) == [2]
+
+
+def test_a_part_altered_in_the_trip_is_named(tmp_path):
+    part = tmp_path / "part-1"
+    (part / "data").mkdir(parents=True)
+    (part / "data" / "x.txt").write_text("original")
+    listing = {"part": 1, "of": 1, "files": {"data/x.txt": sha256_file(part / "data" / "x.txt")}}
+    (part / "PART.json").write_text(json.dumps(listing))
+    assert device.assemble(tmp_path) == [] and (tmp_path / "data" / "x.txt").read_text() == "original"
+    (part / "data" / "x.txt").write_text("altered")
+    assert "altered in the trip: carry part-1 again" in device.assemble(tmp_path)[0]
+
+
+def test_the_bundle_brings_back_results_with_their_artifacts_and_never_replaces_one(tmp_path, monkeypatch):
+    source = next(p for p in sorted((RESULTS_DIR / "mnist-gen" / "gan").glob("*.json")))
+    output = tmp_path / "campaign"
+    (output / "results" / "mnist-gen" / "gan").mkdir(parents=True)
+    shutil.copy(source, output / "results" / "mnist-gen" / "gan" / source.name)
+    shutil.copytree(source.with_suffix(""), output / "results" / "mnist-gen" / "gan" / source.stem)
+    (output / "campaign.log").write_text("12:00:00 campaign: run\n")
+    (output / "logs").mkdir()
+    (output / "logs" / "gan@mnist-gen.log").write_bytes(os.urandom(4000))
+    (output / "runs").mkdir()  # checkpoints: never packed
+    (output / "runs" / "last.ckpt").write_bytes(b"weights")
+    packed = bundle.pack(output, tmp_path / "out" / "campaign.tgz")
+    with tarfile.open(packed) as tar:
+        names = tar.getnames()
+    assert "logs/gan@mnist-gen.log" in names and not any(n.startswith("runs") for n in names)
+    into, kept = tmp_path / "leaderboard", tmp_path / "kept"
+    filed = bundle.unpack(packed, into, kept)
+    assert filed == [into / "mnist-gen" / "gan" / source.name]
+    assert sorted(p.name for p in (into / "mnist-gen" / "gan" / source.stem).rglob("*.png")) == sorted(
+        p.name for p in source.with_suffix("").rglob("*.png")
+    )
+    assert (kept / "campaign" / "campaign.log").read_text().startswith("12:00:00")
+    assert bundle.unpack(packed, into, kept) == []  # there already: left as it is
+    monkeypatch.setattr(bundle, "LIMIT", packed.stat().st_size - 1)  # too large with the logs: packed without them
+    with tarfile.open(bundle.pack(output, tmp_path / "out" / "campaign.tgz")) as tar:
+        assert not any(n.startswith("logs") for n in tar.getnames()) and "campaign.log" in tar.getnames()
 
 
 def test_every_job_names_a_registered_entry_on_one_of_its_tasks_and_the_flagships_come_first():
@@ -115,7 +209,9 @@ def test_every_job_names_a_registered_entry_on_one_of_its_tasks_and_the_flagship
 @pytest.mark.slow
 def test_the_dry_run_trains_every_selected_job_and_a_second_run_resumes(tmp_path, capsys):
     """make gpu-campaign ARGS='--dry-run' on two flagship jobs, one per core (the whole list takes far longer)."""
-    argv = ["--dry-run", "--jobs", "gan,dcgan@mnist-gen", "--parallel", "2", "--output", str(tmp_path)]
+    packed = tmp_path / "out" / "campaign.tgz"  # on the device: $OUT/campaign.tgz, the one file that comes back
+    argv = ["--dry-run", "--jobs", "gan,dcgan@mnist-gen", "--parallel", "2", "--output", str(tmp_path), "--pack",
+            str(packed)]  # fmt: skip
     assert campaign(argv) == 0
     results = sorted(
         p.relative_to(tmp_path / "results").parent.as_posix() for p in (tmp_path / "results").rglob("*.json")
@@ -123,6 +219,9 @@ def test_the_dry_run_trains_every_selected_job_and_a_second_run_resumes(tmp_path
     assert results == ["mnist-gen/dcgan", "mnist-gen/gan"]
     plan = capsys.readouterr().out
     assert "plan (toy budgets)" in plan and "the CPU: not the GPU numbers" in plan
+    filed = bundle.unpack(packed, tmp_path / "unpacked", tmp_path / "kept")
+    assert sorted(p.parent.relative_to(tmp_path / "unpacked").as_posix() for p in filed) == results
+    assert "summary: gan@mnist-gen: result" in (tmp_path / "kept" / "campaign" / "campaign.log").read_text()
     assert campaign(argv) == 0  # resumed: every job is done, nothing is calibrated or run again
     log = (tmp_path / "campaign.log").read_text()
     assert log.count("done already") == 2 and log.count("calibrating") == 1

@@ -90,6 +90,10 @@ def test_every_readme_command_works_as_written(line):
         check_milestones(["bench", entry, *options])
     elif words[0] == "wandb":
         assert (Path(os.sys.executable).parent / "wandb").exists(), "wandb's CLI is installed with the project"
+    elif words[:2] == ["python", "-m"]:  # a tool module of the suite: it exists and its parser takes the subcommand
+        help_ = subprocess.run([os.sys.executable, "-m", words[2], *words[3:4], "--help"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert help_.returncode == 0, f"{line}: {help_.stderr.strip()[-500:]}"
     elif words[0] == ".ci/run":
         assert os.access(REPO_ROOT / ".ci/run", os.X_OK)
     else:

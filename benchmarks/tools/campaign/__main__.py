@@ -12,6 +12,7 @@
 batches, every seed), the carry checked as the GPU machine will check it.
 
     python -m benchmarks.tools.campaign [--plan | --dry-run] [--jobs gan,dcgan] [--window-min 10] [--parallel 4]
+                                        [--pack $OUT/campaign.tgz]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from benchmarks.core import paths
 from benchmarks.core.results import write_atomic
 from benchmarks.running.registry import get_entry
-from benchmarks.tools.campaign import carry, planner
+from benchmarks.tools.campaign import bundle, carry, planner
 from benchmarks.tools.campaign.jobs import Job, select
 from benchmarks.tools.campaign.runner import Log, Work, core_sets, finished, run_all
 
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="default: runs/gpu-campaign (runs/gpu-campaign-dry for --dry-run)")
     parser.add_argument("--results-dir", help="where job results go (default: <output>/results)")
     parser.add_argument("--data-dir", help="default: .gpu-data/data when built, else $MILESTONES_DATA")
+    parser.add_argument("--pack", type=Path, help="also pack the results, logs and plan into this .tgz after each job "
+                        "and at the end (on the device: $OUT/campaign.tgz, the one file that comes back)")  # fmt: skip
     return parser
 
 
@@ -195,13 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(json.dumps({"placed": [p.__dict__ for p in plan.placed], "left_out": plan.left_out}, indent=1),
                  args.output / "plan.json", overwrite=True)  # fmt: skip
     if args.plan:
+        if args.pack:
+            bundle.pack(args.output, args.pack)
         return 0
 
     # 4. the run, in the plan's order
     order = sorted(plan.placed, key=lambda p: (p.start, p.slot))
     works = [Work(p.name, bench_command(by_name[p.name], args, len(cores[0]), data), p.end - p.start, p.memory_mb)
              for p in order]  # fmt: skip
-    run_all(works, cores, args.output / "logs", log, window_s=left_s, memory_mb=memory)
+    packed = (lambda _work=None: bundle.pack(args.output, args.pack)) if args.pack else (lambda _work=None: None)
+    try:
+        run_all(works, cores, args.output / "logs", log, window_s=left_s, memory_mb=memory, on_end=packed)
+    finally:  # a campaign cut short (SIGTERM) still packs what it finished
+        packed()
     failed = [w for w in works if w.rc not in (0, None)]
     for work in works:
         job = by_name[work.name]
@@ -210,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"summary: {work.name}: {state}")
     log(f"campaign: {len(works) - len(failed)} of {len(works)} planned jobs ended well, {len(done)} done before, "
         f"{len(plan.left_out)} left out")  # fmt: skip
+    packed()  # with the summary in campaign.log
     return 1 if failed else 0
 
 

@@ -67,9 +67,10 @@ def finished(results_dir: Path, entry: str, task: str, precision: str, seeds: li
 
 def run_all(works: list[Work], cores: list[tuple[int, ...]], logs: Path, log: Log, window_s: float | None = None,
             memory_mb: float = float("inf"), limit_s: float | None = None,
-            environment: dict[str, str] | None = None) -> list[Work]:  # fmt: skip
+            environment: dict[str, str] | None = None,
+            on_end: Callable[[Work], None] | None = None) -> list[Work]:  # fmt: skip
     """Run ``works`` in their order, ``len(cores)`` at a time. Returns them with their exit status (None: never
-    started). ``limit_s``: a process running longer is killed (calibrations)."""
+    started). ``limit_s``: a process running longer is killed (calibrations); ``on_end`` is called as each ends."""
     started = time.monotonic()
     pending, running = list(works), {}
     free = list(range(len(cores)))
@@ -117,6 +118,8 @@ def run_all(works: list[Work], cores: list[tuple[int, ...]], logs: Path, log: Lo
                     del running[proc]
                     free.append(slot)
                     log(f"{work.name}: exit {work.rc} after {work.wall_s:.0f} s")
+                    if on_end is not None:
+                        on_end(work)
             time.sleep(0.2)
     finally:
         for s, handler in previous.items():
