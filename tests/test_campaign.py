@@ -198,6 +198,20 @@ def test_the_bundle_brings_back_results_with_their_artifacts_and_never_replaces_
         assert not any(n.startswith("logs") for n in tar.getnames()) and "campaign.log" in tar.getnames()
 
 
+def test_the_estimate_counts_every_epoch_its_steps_and_save_and_each_validation():
+    from benchmarks.tools.campaign.__main__ import estimate
+
+    m = {"step_s": 0.01, "validation_s": 2.0, "checkpoint_s": 0.5, "rest_of_seed_s": 10.0, "startup_s": 20.0,
+         "batches_per_epoch": 21}  # fmt: skip
+    # transformer-base: 4,762 epochs of 21 batches, a validation after epochs 71, 142, … 4,757
+    validations, saves = 67, 4_761 + 66
+    seed = 4_762 * 21 * 0.01 + validations * 2.0 + saves * 0.5 + 10.0
+    assert estimate(Job("transformer-base", "multi30k-de-en", ""), m, toy=False) == pytest.approx(20.0 + 3 * seed)
+    assert estimate(Job("transformer-base", "multi30k-de-en", ""), m, toy=True) == pytest.approx(
+        20.0 + 3 * (2 * 0.01 + 2.0 + 10.0)
+    )
+
+
 def test_every_job_names_a_registered_entry_on_one_of_its_tasks_and_the_flagships_come_first():
     from benchmarks.running.registry import get_entry
 

@@ -81,6 +81,7 @@ def test_the_config_is_the_papers_base_model_with_averaging():
     every = entry.config.trainer.check_val_every_n_epoch
     assert 1_400 <= every * BATCHES_AN_EPOCH <= 1_600, "validation about as often as an averaged checkpoint"
     assert entry.resolved_config(task)["trainer"]["check_val_every_n_epoch"] == every
+    assert entry.resolved_config(task, max_epochs=3)["trainer"]["check_val_every_n_epoch"] == 3, "a smoke run validates"
 
 
 def test_the_batches_hold_up_to_25000_padded_source_and_target_tokens():

@@ -282,6 +282,8 @@ class Entry:
         config["model"]["init_args"] = json.loads(json.dumps(self.model_args(task), default=list))
         if max_epochs is not None:
             config["trainer"]["max_epochs"] = max_epochs
+            if (config["trainer"].get("check_val_every_n_epoch") or 1) > max_epochs:  # a smoke run validates too
+                config["trainer"]["check_val_every_n_epoch"] = max_epochs
         return config
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -78,7 +77,10 @@ def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> tuple[
     """(name → measurement, name → why it has none); reuses the measurements kept for this device and settings."""
     store = args.output / "calibration.json"
     kept = json.loads(store.read_text()) if store.exists() and not args.recalibrate else {}
-    key = f"{args.accelerator}/{args.precision}/{args.calibration_batches}/{'example' if args.dry_run else 'data'}"
+    key = (
+        f"{args.accelerator}/{args.precision}/{args.calibration_batches}/{'example' if args.dry_run else 'data'}"
+        "/saves"
+    )  # (measurements from before checkpoint saves were timed are measured again)
     kept = {name: m for name, m in kept.items() if m.get("key") == key}
     todo = [job for job in jobs if job.name not in kept]
     works = []
@@ -110,14 +112,16 @@ def calibrate(jobs: list[Job], args, cores, data: list[str], log: Log) -> tuple[
 
 
 def estimate(job: Job, m: dict, toy: bool) -> float:
-    """Seconds of the whole job from its calibration: process start, then every seed's training steps, validations
-    and the rest of a seed (test, setup)."""
+    """Seconds of the whole job from its calibration: process start, then for every seed its training steps, its
+    validations, a checkpoint save every epoch (last.ckpt) and after each validation (at most: the best's), and the
+    rest of a seed (test, setup; it holds the calibration's own epoch's saves)."""
     trainer = get_entry(job.entry).config.trainer.recipe()
     epochs = TOY["max_epochs"] if toy else trainer.get("max_epochs", 1)
     batches = min(TOY["batches"], m["batches_per_epoch"] or TOY["batches"]) if toy else m["batches_per_epoch"]
-    validations = math.ceil(epochs / trainer.get("check_val_every_n_epoch", 1))
-    seed = epochs * batches * m["step_s"] + validations * m["validation_s"] + m["rest_of_seed_s"]
-    return m["startup_s"] + len(seeds_of(job)) * seed
+    validations = max(1, epochs // (trainer.get("check_val_every_n_epoch") or 1))  # after epochs n, 2n, …
+    saves = (epochs - 1) + (validations - 1)
+    seed = epochs * batches * m["step_s"] + validations * m["validation_s"] + saves * m["checkpoint_s"]
+    return m["startup_s"] + len(seeds_of(job)) * (seed + m["rest_of_seed_s"])
 
 
 def print_plan(plan: planner.Plan, jobs: dict[str, Job], cores, measured: dict, args, label: str, left_s: float):
@@ -125,12 +129,14 @@ def print_plan(plan: planner.Plan, jobs: dict[str, Job], cores, measured: dict, 
     print(f"\nplan ({label}): {left_s / 60:.1f} of the {args.window_min:g}-minute window left; {len(cores)} at once, "
           f"on cores {', '.join(f'{c[0]}-{c[-1]}' for c in cores)}; measured on {', '.join(devices) or 'nothing'} "
           f"({args.accelerator}{', the CPU: not the GPU numbers' if args.accelerator == 'cpu' else ''})")  # fmt: skip
-    header = f"{'#':>2}  {'job':<34}{'cores':>7}{'start':>8}{'end':>8}{'step ms':>9}{'memory':>11}  budget"
+    header = (f"{'#':>2}  {'job':<34}{'cores':>7}{'start':>8}{'end':>8}{'step ms':>9}{'save s':>8}{'memory':>11}"
+              "  budget")  # fmt: skip
     print(header + "\n" + "-" * len(header))
     for i, p in enumerate(sorted(plan.placed, key=lambda p: (p.start, p.slot)), 1):
         c, m = cores[p.slot], measured[p.name]
         print(f"{i:>2}  {p.name:<34}{f'{c[0]}-{c[-1]}':>7}{p.start / 60:>7.1f}m{p.end / 60:>7.1f}m"
-              f"{m['step_s'] * 1e3:>9.1f}{m['memory_mb']:>8,.0f} MB  {jobs[p.name].budget}")  # fmt: skip
+              f"{m['step_s'] * 1e3:>9.1f}{m['checkpoint_s']:>8.2f}{m['memory_mb']:>8,.0f} MB  "
+              f"{jobs[p.name].budget}")  # fmt: skip
     print(f"ends after ~{plan.seconds / 60:.1f} min (estimated)")
     for name, why in plan.left_out:
         print(f"    does not fit: {name}: {why}")

@@ -1,7 +1,9 @@
 """One short, measured run of a campaign job, in its own process (pinned to its cores by the runner): one seed, one
-epoch cut to ``--batches`` training batches, then the usual validation and test, through the harness. Writes what
-the planner needs as JSON: the seconds of a training step, of a validation, of the rest of a seed (test, setup), the
-full epoch's length in batches, and the peak device memory. A smoke run: its result never reaches a leaderboard.
+epoch cut to ``--batches`` training batches, then a validation (also where the config validates less often: a smoke
+run's --max-epochs brings its validation within reach) and the test, through the harness. Writes what the planner
+needs as JSON: the seconds of a training step, of a validation, of one checkpoint save (the run's own last.ckpt,
+saved again as the harness saves it every epoch), of the rest of a seed (test, setup), the full epoch's length in
+batches, and the peak device memory. A smoke run: its result never reaches a leaderboard.
 
     python -m benchmarks.tools.campaign.calibrate <entry> <task> --batches 20 --json <file> [harness options]
 """
@@ -11,11 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from benchmarks.core.results import write_atomic
+from benchmarks.running import checkpoints
 from benchmarks.running.harness import BenchOptions, run_benchmark
 
 
@@ -56,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibration of {args.entry} on {args.task} failed: {seed.failure}", file=sys.stderr)
         return 1
     steps = min(args.batches, length.batches or args.batches)
+    last = next(Path(args.output_dir).glob(f"{args.task}/{args.entry}/*/seed-0/checkpoints/last.ckpt"))
     measured = {
         "step_s": seed.train_time_s / steps,
         "validation_s": seed.eval_time_s,
         "rest_of_seed_s": max(0.0, seed.wall_time_s - seed.train_time_s - seed.eval_time_s),
         "seed_wall_s": seed.wall_time_s,
+        "checkpoint_s": save_seconds(last),
         "batches_per_epoch": length.batches,
         "memory_mb": result.peak_memory_mb,
         "memory_kind": result.peak_memory_kind,
@@ -70,6 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_atomic(json.dumps(measured, indent=1), Path(args.json), overwrite=True)
     return 0
+
+
+def save_seconds(checkpoint: Path) -> float:
+    """One save of ``checkpoint``'s contents as the harness saves each epoch's (serialised, checksummed, written
+    atomically beside it), timed."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    again = checkpoint.with_name("calibration-save.ckpt")
+    started = time.perf_counter()
+    checkpoints.save(state, again)
+    seconds = time.perf_counter() - started
+    again.unlink()
+    checkpoints.record_path(again).unlink(missing_ok=True)
+    return seconds
 
 
 if __name__ == "__main__":
