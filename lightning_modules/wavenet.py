@@ -70,7 +70,7 @@ class WaveNet(L.LightningModule):
         n_digits: int = 10,
         residual_channels: int = 32,
         skip_channels: int = 128,
-        dilation_cycle: int = 9,
+        dilation_cycle: int = 10,  # dilations 1, 2, …, 512, as §2.1
         stacks: int = 2,
         lr: float = 1e-3,
     ) -> None:

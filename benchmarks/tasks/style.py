@@ -100,9 +100,7 @@ def resize_long_side(image: Tensor, long_side: int, enlarge: bool = False) -> Te
     if max(h, w) == long_side or (max(h, w) < long_side and not enlarge):
         return image
     scale = long_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    out = torch.nn.functional.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)
-    return out[0].clamp(0, 1)
+    return resize_to(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
