@@ -19,11 +19,11 @@ import torch
 from benchmarks.tasks.base import Metric, Task
 from benchmarks.tasks.fsdd import SpokenDigitData
 from benchmarks.tasks.interfaces import CLASS_SCORES
-from benchmarks.tasks.loader import TensorBatches
+from benchmarks.tasks.loader import SplitLoaders
 from benchmarks.tasks.spoken_digits import WINDOW, mu_law_decode, windows
 
 
-class SpokenDigitClasses(SpokenDigitData):
+class SpokenDigitClasses(SplitLoaders, SpokenDigitData):
     """FSDD's recordings as (window, digit) pairs, held in memory (on the GPU when training there)."""
 
     window = WINDOW
@@ -47,30 +47,6 @@ class SpokenDigitClasses(SpokenDigitData):
             self.splits = splits
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
-
-    def _batches(self, split: str, train: bool) -> TensorBatches:
-        x, y = self.splits[split]
-        trainer = self.trainer
-        return TensorBatches(
-            x,
-            y,
-            self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            seed=self.seed,
-            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-            scale=1.0,  # already float in [-1, 1]
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
-        )
-
-    def train_dataloader(self):
-        return self._batches("train", train=True)
-
-    def val_dataloader(self):
-        return self._batches("val", train=False)
-
-    def test_dataloader(self):
-        return self._batches("test", train=False)
 
     def batch_units(self, batch) -> int:
         return len(batch[1])  # recordings

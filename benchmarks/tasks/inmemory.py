@@ -1,7 +1,8 @@
 """A LightningDataModule for small image sets held whole in memory as uint8 tensors (on the GPU when training there).
 
 Subclasses say how to get the files (``prepare_data``, the only place that may download) and how to decode them
-(``load_splits``). This class adds the fixed validation split, the device placement and the batch iterators.
+(``load_splits``). This class adds the fixed validation split and the device placement; SplitLoaders (loader.py)
+the batch iterators.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.tasks.loader import TensorBatches
+from benchmarks.tasks.loader import SplitLoaders
 
 
-class InMemoryImageData(L.LightningDataModule):
+class InMemoryImageData(SplitLoaders, L.LightningDataModule):
     image_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W) of one image, as stored
     num_classes = 10
     scale = 255.0  # raw value that maps to 1.0
@@ -69,30 +70,6 @@ class InMemoryImageData(L.LightningDataModule):
             self.splits = {name: (x.contiguous(), y.long()) for name, (x, y) in splits.items()}
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
-
-    def _batches(self, split: str, train: bool) -> TensorBatches:
-        images, labels = self.splits[split]
-        trainer = self.trainer
-        return TensorBatches(
-            images,
-            labels,
-            self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            seed=self.seed,
-            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-            scale=self.scale,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
-        )
-
-    def train_dataloader(self):
-        return self._batches("train", train=True)
-
-    def val_dataloader(self):
-        return self._batches("val", train=False)
-
-    def test_dataloader(self):
-        return self._batches("test", train=False)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch if batch[0].device == device else super().transfer_batch_to_device(batch, device, dataloader_idx)

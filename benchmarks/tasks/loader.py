@@ -64,3 +64,34 @@ class TensorBatches:
             if self.drop_last and len(idx) < self.batch_size:
                 break
             yield self.images[idx].float().div_(self.scale), self.labels[idx]
+
+
+class SplitLoaders:
+    """The three loaders of a data module that holds ``self.splits`` {"train" | "val" | "test": (x, y)} in memory:
+    training batches shuffled by (seed, epoch), evaluation batches in order, each process its own share."""
+
+    scale = 1.0  # raw value that maps to 1.0 (TensorBatches)
+
+    def _batches(self, split: str, train: bool) -> TensorBatches:
+        x, y = self.splits[split]
+        trainer = self.trainer
+        return TensorBatches(
+            x,
+            y,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            scale=self.scale,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    def train_dataloader(self):
+        return self._batches("train", train=True)
+
+    def val_dataloader(self):
+        return self._batches("val", train=False)
+
+    def test_dataloader(self):
+        return self._batches("test", train=False)
