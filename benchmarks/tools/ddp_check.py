@@ -6,7 +6,9 @@ own processes: Lightning starts the other N - 1 by running that command again), 
 that fails or hangs takes nothing else down. The harness checks what DDP must keep: the processes end with the same
 weights, and every validation and test metric is the same number on all of them. A model that cannot run under DDP
 is refused with its reason (no gradient-trained parameters: a learning rule is not shared; a training step DDP's
-reducer refuses; a batch that does not divide among the processes), and said so; an entry whose task's data is not
+reducer refuses; a batch that does not divide among the processes), and said so (a refusal known from the model and
+its data module alone, distributed.cannot_share, without starting processes: the one-line refusal of the command
+itself is tests/test_distributed.py's); an entry whose task's data is not
 in the data folder is skipped; anything else is an error, and the exit status is 1.
 
 Run: make gpu-check (where more than one GPU is visible), or on CPU processes with the tasks' generated examples:
@@ -25,11 +27,11 @@ import time
 
 from benchmarks.core import paths
 from benchmarks.core.results import find_results, read_result
-from benchmarks.running.distributed import RANK_VARIABLES
+from benchmarks.running.distributed import RANK_VARIABLES, cannot_share
 from benchmarks.running.registry import all_entries
 from benchmarks.tools.gpu_check import missing_data
 
-SMOKE_BATCHES = 4
+SMOKE_BATCHES = 2  # two optimiser steps: the weights must still agree after a step that started from synced ones
 TIME_LIMIT_S = 600  # per entry: a hang is reported, not waited for
 
 
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="data folder (default: $MILESTONES_DATA or the cache)")
     parser.add_argument("--output-dir", help="run folders and smoke results go under <output>/ddp-check")
     return parser
+
+
+def known_refusal(name: str, entry, devices: int) -> str | None:
+    """The harness's refusal where it is known before any process starts (distributed.cannot_share, from the model and
+    its data module's class): said here without the seconds of starting processes that would only say it."""
+    task = entry.task(None)
+    return cannot_share(name, entry.build_model(task), task.make_datamodule, devices)
 
 
 def check_entry(name: str, args, output) -> tuple[str, str]:
@@ -87,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         clock = time.perf_counter()
         reason = None if args.example_data else missing_data(entries[name].task(None), paths.data_dir(args.data_dir))
-        status, note = ("skipped", reason) if reason else check_entry(name, args, output)
+        refusal = None if reason else known_refusal(name, entries[name], args.devices)
+        if reason or refusal:
+            status, note = ("skipped", reason) if reason else ("refused", refusal)
+        else:
+            status, note = check_entry(name, args, output)
         rows.append((name, status, time.perf_counter() - clock, note))
         print(f"=== {name}: {status} ({rows[-1][2]:.0f}s) {note}", flush=True)
     print(f"\n{'entry':<26}{'status':<9}{'time':>6}  note")
