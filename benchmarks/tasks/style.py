@@ -11,16 +11,17 @@ painting resized to its photograph's size, its aspect ratio not kept (CVPR 2016:
 image to the same size as the content image").
 
 What is measured: an optimisation, not generalisation, so training, validation and test see the same six pairs. The
-entry's model holds one image per pair and optimises it (``StyleTransfer``: Gatys et al.'s L-BFGS on white noise);
-after every epoch and at the end the task measures the images in ONE fixed evaluation network for every entry: the
-suite's own ``StyleVGG`` trained on Imagenette (committed, sha256 in every result), NOT VGG-19, with Gatys et al.'s
-layers, weights and α/β. The ranked ``loss`` is the mean over pairs of the total loss relative to that of a fixed
-white-noise image of the same size (seed 1508, the same for every run and entry): 1 is no progress from noise, lower
-is better; time-to-target is the time until it reaches ``target``. The absolute total, style and content losses in the
-evaluation network, and in the entry's own network (``own_*``: what it minimised, not comparable between entries), are
-recorded beside it, with the output grid (content | style | result per pair). The entry that optimises in the suite's
-network (``gatys-style-suite``) is scored in the network it minimised; ``gatys-style`` (VGG-19) is not: compare the
-two rows with that in mind.
+entry's model holds one image per pair and optimises it (``StyleTransfer``: Gatys et al.'s L-BFGS on white noise); after
+every epoch and at the end the task measures the images in ONE fixed evaluation network for every entry: the suite's own
+``StyleVGG`` trained on Imagenette (committed, sha256 in every result), NOT VGG-19, with Gatys et al.'s layers and
+weights, at the α/β this network needs (``EVALUATION_BETA``: 1e-5, not the papers' 1e-3). The ranked ``loss`` is the
+mean over pairs of the total loss relative to that of a fixed white-noise image of the same size (seed 1508, the same
+for every run and entry): 1 is no progress from noise, lower is better; time-to-target is the time until it reaches
+``target``. The absolute total, style and content losses in the evaluation network, and in the entry's own network
+(``own_*``: what it minimised, not comparable between entries), are recorded beside it, with the output grid (content |
+style | result per pair). The entry that optimises in the suite's network (``gatys-style-suite``, and
+``gatys-style-suite-1e-5`` at the scoring ratio) is scored in the network it minimised; ``gatys-style`` (VGG-19) is not:
+compare the rows with that in mind.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ EVAL_NET = ("imagenette-224re-style-vgg.pt", "a19c23d1466da2919c53b23ffa3d914e17
 # StyleVGG's widths: the example's untrained evaluation network (the real one takes its file's)
 SUITE_WIDTHS = (16, 32, 64, 128, 128)
 REFERENCE_NOISE_SEED = 1508
+# The evaluation network's α/β (α = 1): 1e-5, not the papers' 1e-3, which is a property of their VGG-19. In StyleVGG the
+# papers' ratio makes the content term ~97 % of the total: images optimised at it show no painting, and the photographs
+# returned unchanged score 0.011 against their 0.16, so the measure ranked "no style" first. Measured on Tübingen ×
+# Starry Night and a garbage truck × Starry Night, 500 L-BFGS iterations from noise at α/β 1e-3, 1e-4, 1e-5, 1e-6
+# (the range of the arXiv version's Fig. 3), images looked at: 1e-3 shows no painting, 1e-4 a little of its palette,
+# 1e-5 its palette and strokes over the photograph's layout, 1e-6 texture with the layout nearly gone; scored at 1e-5,
+# the photographs (0.26, 0.12) are above every stylised image (0.02-0.10). The papers, too, tune it per image.
+EVALUATION_BETA = 1e5
 GRID_FILE = "stylised.png"
 
 
@@ -444,7 +453,7 @@ def scored_pairs(net, datamodule):
     for i, (content, style) in enumerate(datamodule.pairs):
         target = targets(net, content[None], style[None])
         noise = white_noise(tuple(content.shape[1:]), REFERENCE_NOISE_SEED, i)
-        yield i, content, target, style_transfer_losses(net, noise[None], *target)["total"]
+        yield i, content, target, style_transfer_losses(net, noise[None], *target, beta=EVALUATION_BETA)["total"]
 
 
 @torch.no_grad()
@@ -456,7 +465,7 @@ def measure(model, datamodule) -> dict[str, float]:
     net = datamodule.evaluation_network()
     sums = {"content_loss": 0.0, "style_loss": 0.0, "total_loss": 0.0, "loss": 0.0}
     for i, _, target, reference in scored_pairs(net, datamodule):
-        found = style_transfer_losses(net, model.synthesised(i).cpu().float()[None], *target)
+        found = style_transfer_losses(net, model.synthesised(i).cpu().float()[None], *target, beta=EVALUATION_BETA)
         sums["content_loss"] += float(found["content"])
         sums["style_loss"] += float(found["style"])
         sums["total_loss"] += float(found["total"])
@@ -472,7 +481,7 @@ def photograph_loss(datamodule) -> float:
 
     net, total = datamodule.evaluation_network(), 0.0
     for _, content, target, reference in scored_pairs(net, datamodule):
-        total += float(style_transfer_losses(net, content[None], *target)["total"] / reference)
+        total += float(style_transfer_losses(net, content[None], *target, beta=EVALUATION_BETA)["total"] / reference)
     return total / len(datamodule.pairs)
 
 
@@ -551,7 +560,8 @@ PROTOCOL = (
     "Gatys et al.'s Fig. 2 pairs (Tübingen + Shipwreck, Starry Night, Scream; pinned by sha256) and three Imagenette "
     "val photographs with the same paintings, content long side ≤ 256 px (the papers: ~512); each pair's image "
     "optimised from white noise; measured in one fixed evaluation network for every entry, the suite's StyleVGG "
-    "trained on Imagenette (not VGG-19; sha256 in each result), with the papers' layers and α/β = 1e-3: loss = total "
+    "trained on Imagenette (not VGG-19; sha256 in each result), with the papers' layers and α/β = 1e-5 (the papers' "
+    "1e-3 fits VGG-19; in this network it scores the photographs unchanged best): loss = total "
     "loss relative to a fixed white-noise image's, mean over the six pairs (1 = no progress); the final images are "
     "tested; total, style and content losses in that network and in the entry's own are recorded beside it, and "
     "loss_real, the photographs' own loss (returned unchanged: no style transferred)"
@@ -562,7 +572,7 @@ TASKS = [
         name="style-fig2",
         description="Neural style transfer: Gatys et al.'s Fig. 2 pairs and three Imagenette photographs",
         metric=LOSS,
-        target=0.1,  # val/loss: a tenth of the white noise's, stated before any run (gatys-style-suite: 0.14-0.18)
+        target=0.1,  # val/loss: a tenth of the white noise's; kept when the scoring ratio became 1e-5 (EVALUATION_BETA)
         min_seeds=3,
         make_datamodule=StyleFig2Data,
         interface=STYLE_TRANSFER,
