@@ -316,3 +316,26 @@ def test_an_exported_style_vgg_loads_as_the_evaluation_network_and_a_wrong_shape
         same_shapes(vgg_features().state_dict(), state, "the suite network", (64, 128, 256, 512, 512))
     assert one_line(info.value) == ("the suite network's conv1_1.weight: (4, 3, 3, 3), where widths "
                                     "[64, 128, 256, 512, 512] build (64, 3, 3, 3)")  # fmt: skip
+
+
+def test_the_ratio_sweep_scores_as_the_task_does_and_draws_a_row_per_pair(tmp_path):
+    """benchmarks/tools/style_ratios.py, the evidence for EVALUATION_BETA: its photograph scores are the task's
+    loss_real pair by pair, an optimised image scores below the white noise, and its picture has a row per pair."""
+    import json
+
+    from PIL import Image
+
+    from benchmarks.tasks.style import photograph_loss
+    from benchmarks.tools import style_ratios
+
+    datamodule = example(tmp_path)
+    found, _ = style_ratios.sweep(datamodule, list(range(len(datamodule.pairs))), [], iterations=0)
+    photographs = [pair["photograph"]["score"] for pair in found.values()]
+    assert sum(photographs) / len(photographs) == pytest.approx(photograph_loss(datamodule), rel=1e-6)
+    style_ratios.main(["--example-data", "--out-dir", str(tmp_path / "out"), "--pairs", "0,3", "--ratios", "1e-5",
+                       "--iterations", "5"])  # fmt: skip
+    record = json.loads((tmp_path / "out" / "ratios.json").read_text())
+    assert [set(pair) for pair in record["pairs"].values()] == [{"photograph", "1e-05"}] * 2
+    assert all(0 < pair["1e-05"]["score"] < 1 for pair in record["pairs"].values())  # better than the noise
+    width, height = Image.open(tmp_path / "out" / "ratios.png").size
+    assert height == 2 * (160 + 4) + 4 and width > 3 * 160

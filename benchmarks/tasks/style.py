@@ -67,9 +67,10 @@ REFERENCE_NOISE_SEED = 1508
 # papers' ratio makes the content term ~97 % of the total: images optimised at it show no painting, and the photographs
 # returned unchanged score 0.011 against their 0.16, so the measure ranked "no style" first. Measured on Tübingen ×
 # Starry Night and a garbage truck × Starry Night, 500 L-BFGS iterations from noise at α/β 1e-3, 1e-4, 1e-5, 1e-6
-# (the range of the arXiv version's Fig. 3), images looked at: 1e-3 shows no painting, 1e-4 a little of its palette,
-# 1e-5 its palette and strokes over the photograph's layout, 1e-6 texture with the layout nearly gone; scored at 1e-5,
-# the photographs (0.26, 0.12) are above every stylised image (0.02-0.10). The papers, too, tune it per image.
+# (the range of the arXiv version's Fig. 3), images looked at: 1e-3 shows no painting, 1e-4 some of its palette in
+# coloured noise, 1e-5 its palette and dabs over the photograph's layout, 1e-6 the dabs with the layout fainter; scored
+# at 1e-5 the photographs (0.26, 0.12) are above every stylised image (0.02-0.14). The papers, too, set it per image.
+# Reproduce: python -m benchmarks.tools.style_ratios (leaderboards/probes/style-ratios/).
 EVALUATION_BETA = 1e5
 GRID_FILE = "stylised.png"
 
