@@ -499,14 +499,17 @@ def own_losses(model, datamodule) -> dict[str, float]:
 
 def save_grid(model, datamodule, path: Path, height: int = 192) -> Path:
     """One row per pair: the photograph, the painting and the result, each scaled to ``height`` px high."""
+    rows = [[content, style, model.synthesised(i).cpu().float()] for i, (content, style) in enumerate(datamodule.pairs)]
+    return save_rows(rows, path, height)
+
+
+def save_rows(rows: list[list[Tensor]], path: Path, height: int) -> Path:
+    """A PNG of images (3, H, W) in [0, 1], one row per list, each scaled to ``height`` px high, 4 px apart on white."""
     from PIL import Image
 
-    rows = []
-    for i, (content, style) in enumerate(datamodule.pairs):
-        row = [content, style, model.synthesised(i).cpu().float()]
-        rows.append([torch.nn.functional.interpolate(image[None], size=(height, max(1, round(image.shape[2] * height
-                     / image.shape[1]))), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-                     for image in row])  # fmt: skip
+    rows = [[torch.nn.functional.interpolate(image[None], size=(height, max(1, round(image.shape[2] * height
+             / image.shape[1]))), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+             for image in row] for row in rows]  # fmt: skip
     pad = 4
     width = max(sum(image.shape[2] for image in row) + pad * (len(row) + 1) for row in rows)
     canvas = torch.ones(3, len(rows) * (height + pad) + pad, width)

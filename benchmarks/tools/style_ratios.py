@@ -22,7 +22,7 @@ import torch
 
 from benchmarks.core import paths
 from benchmarks.core.results import write_atomic
-from benchmarks.tasks.style import EVAL_NET, EVALUATION_BETA, REFERENCE_NOISE_SEED, StyleFig2Data
+from benchmarks.tasks.style import EVAL_NET, EVALUATION_BETA, REFERENCE_NOISE_SEED, StyleFig2Data, save_rows
 from lightning_modules.gatys import style_transfer_losses, targets, white_noise
 
 OUT_DIR = paths.REPO_ROOT / "leaderboards" / "probes" / "style-ratios"
@@ -80,26 +80,6 @@ def sweep(datamodule, pairs: list[int], ratios: list[float], iterations: int, se
     return found, rows
 
 
-def save_picture(rows: list[list[torch.Tensor]], path: Path, height: int = 160) -> Path:
-    """One row per pair, every image scaled to ``height`` px high, 4 px apart on white."""
-    from PIL import Image
-
-    scaled = [[torch.nn.functional.interpolate(image[None], size=(height, round(image.shape[2] * height
-               / image.shape[1])), mode="bilinear", antialias=True)[0].clamp(0, 1) for image in row]
-              for row in rows]  # fmt: skip
-    pad = 4
-    width = max(sum(image.shape[2] + pad for image in row) + pad for row in scaled)
-    canvas = torch.ones(3, len(scaled) * (height + pad) + pad, width)
-    for r, row in enumerate(scaled):
-        x = pad
-        for image in row:
-            canvas[:, pad + r * (height + pad) : pad + r * (height + pad) + height, x : x + image.shape[2]] = image
-            x += image.shape[2] + pad
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((canvas * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
-    return path
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", default="1,4", help="the task's pair indices (0-2 Tübingen; 3-5 Imagenette)")
@@ -125,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
               "iterations": args.iterations, "threads": args.threads, "evaluation_network": network,
               "pairs": found}  # fmt: skip
     write_atomic(json.dumps(record, indent=1, ensure_ascii=False) + "\n", args.out_dir / "ratios.json", overwrite=True)
-    print(f"wrote {args.out_dir / 'ratios.json'} and {save_picture(rows, args.out_dir / 'ratios.png')}")
+    print(f"wrote {args.out_dir / 'ratios.json'} and {save_rows(rows, args.out_dir / 'ratios.png', height=160)}")
 
 
 if __name__ == "__main__":
