@@ -70,7 +70,9 @@ REFERENCE_NOISE_SEED = 1508
 # (the range of the arXiv version's Fig. 3), images looked at: 1e-3 shows no painting, 1e-4 some of its palette in
 # coloured noise, 1e-5 its palette and dabs over the photograph's layout, 1e-6 the dabs with the layout fainter; scored
 # at 1e-5 the photographs (0.26, 0.12) are above every stylised image (0.02-0.14). The papers, too, set it per image.
-# Reproduce: python -m benchmarks.tools.style_ratios (leaderboards/probes/style-ratios/).
+# Reproduce: python -m benchmarks.tools.style_ratios (leaderboards/probes/style-ratios/). The authors' own PyTorch code
+# (leongatys/PytorchNeuralStyleTransfer) weights its losses so that, in the papers' terms, α/β is N_l² / (1e4 N M) per
+# style layer: ~1.5e-7 (conv1_1) … ~9e-6 (conv5_1) at its 512 px, far below the papers' 1e-3 too.
 EVALUATION_BETA = 1e5
 GRID_FILE = "stylised.png"
 
