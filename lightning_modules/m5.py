@@ -14,7 +14,8 @@ W. Dai, C. Dai, S. Qu, J. Li and S. Das, "Very Deep Convolutional Neural Network
 
 Here it serves as the fixed classifier that hears generated spoken digits (``benchmarks/tasks/heard_digits.py``):
 ``embed`` returns the pooled 512 features (the ``Embedding`` interface), ``forward`` the 10 digit logits. The
-convolutions of kernel 3 are padded by 1 (a length-preserving choice the paper's Table 1 does not state).
+convolutions of kernel 3 are padded by 1, as Table 1's output lengths (2000, 500, 125, 32) imply for every layer; the
+first layer here is not (a deviation its config lists).
 """
 
 from __future__ import annotations

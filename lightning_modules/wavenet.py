@@ -2,13 +2,15 @@
 "WaveNet: A Generative Model for Raw Audio"), conditioned on a spoken digit and its speaker.
 
 The paper's architecture, at a size the CPU trains in minutes:
-- §2.1 the joint probability of a waveform as a product of conditionals, each sample given all before it, computed by
-  a stack of **dilated causal convolutions** (kernel 2, dilations 1, 2, …, 2^(cycle−1), the cycle repeated ``stacks``
-  times: "1, 2, 4, …, 512, 1, 2, 4, …, 512" in the paper), after an initial causal convolution;
+- §2 (Eq. 1) the joint probability of a waveform as a product of conditionals, each sample given all before it, and
+  §2.1 computed by a stack of **dilated causal convolutions** (kernel 2, dilations 1, 2, …, 2^(cycle−1), the cycle
+  repeated ``stacks`` times: "1, 2, 4, …, 512, 1, 2, 4, …, 512" in the paper), after an initial causal convolution;
 - §2.2 a **256-way softmax** over μ-law companded samples (the task does the companding);
 - §2.3 **gated activation units**: z = tanh(W_f ∗ x) ⊙ σ(W_g ∗ x);
-- §2.4 **residual and parameterised skip connections** (Fig. 4): each layer's z goes through a 1×1 convolution to the
-  residual stream and another to the skip sum; the output is ReLU → 1×1 → ReLU → 1×1 → softmax;
+- §2.4 **residual and parameterised skip connections**: each layer's z goes through a 1×1 convolution to the
+  residual stream and another to the skip sum (Fig. 4 draws one 1×1 shared by both; a separate skip 1×1 is what an
+  author later described, as reported in ibab/tensorflow-wavenet#48); the output is ReLU → 1×1 → ReLU → 1×1 →
+  softmax (Fig. 4);
 - §2.5 **global conditioning**: z = tanh(W_f ∗ x + V_f^T h) ⊙ σ(W_g ∗ x + V_g^T h), with h the one-hot digit and
   the one-hot speaker side by side (the paper's h is the speaker's one-hot; the digit is what is said).
 
@@ -30,7 +32,7 @@ SILENCE = 128  # the μ-law class of 0.0: what the first sample is predicted fro
 
 
 class ResidualLayer(nn.Module):
-    """One dilated causal gated layer with its residual and skip 1×1 convolutions (Fig. 4)."""
+    """One dilated causal gated layer with its residual and skip 1×1 convolutions (§2.4; see the module's docstring)."""
 
     def __init__(self, channels: int, skip: int, dilation: int, condition: int) -> None:
         super().__init__()
