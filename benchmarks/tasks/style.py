@@ -72,7 +72,7 @@ REFERENCE_NOISE_SEED = 1508
 # at 1e-5 the photographs (0.26, 0.12) are above every stylised image (0.02-0.14). The papers, too, set it per image.
 # Reproduce: python -m benchmarks.tools.style_ratios (leaderboards/probes/style-ratios/). The authors' own PyTorch code
 # (leongatys/PytorchNeuralStyleTransfer) weights its losses so that, in the papers' terms, α/β is N_l² / (1e4 N M) per
-# style layer: ~1.5e-7 (conv1_1) … ~9e-6 (conv5_1) at its 512 px, far below the papers' 1e-3 too.
+# style layer (N, M: conv4_2's filters and positions): ~1.5e-7 (conv1_1) … ~9e-6 (conv5_1) at 512 px, far below 1e-3.
 EVALUATION_BETA = 1e5
 GRID_FILE = "stylised.png"
 
