@@ -339,3 +339,10 @@ def test_the_ratio_sweep_scores_as_the_task_does_and_draws_a_row_per_pair(tmp_pa
     assert all(0 < pair["1e-05"]["score"] < 1 for pair in record["pairs"].values())  # better than the noise
     width, height = Image.open(tmp_path / "out" / "ratios.png").size
     assert height == 2 * (160 + 4) + 4 and width > 3 * 160
+
+
+def test_the_ratio_sweep_names_a_pair_the_task_does_not_have(tmp_path):
+    from benchmarks.tools import style_ratios
+
+    with pytest.raises(SystemExit, match="no pair 6: style-fig2 has pairs 0-5"):
+        style_ratios.sweep(example(tmp_path), [1, 6], [1e-5], iterations=1)

@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         clock = time.perf_counter()
         reason = None if args.example_data else missing_data(entries[name].task(None), paths.data_dir(args.data_dir))
-        refusal = None if reason else known_refusal(name, entries[name], args.devices)
-        if reason or refusal:
-            status, note = ("skipped", reason) if reason else ("refused", refusal)
+        if reason:
+            status, note = "skipped", reason
+        elif refusal := known_refusal(name, entries[name], args.devices):
+            status, note = "refused", refusal
         else:
             status, note = check_entry(name, args, output)
         rows.append((name, status, time.perf_counter() - clock, note))

@@ -22,8 +22,8 @@ import torch
 
 from benchmarks.core import paths
 from benchmarks.core.results import write_atomic
-from benchmarks.tasks.style import EVAL_NET, EVALUATION_BETA, REFERENCE_NOISE_SEED, StyleFig2Data, save_rows
-from lightning_modules.gatys import style_transfer_losses, targets, white_noise
+from benchmarks.tasks.style import EVAL_NET, EVALUATION_BETA, StyleFig2Data, save_rows, scored_pairs
+from lightning_modules.gatys import style_transfer_losses, white_noise
 
 OUT_DIR = paths.REPO_ROOT / "leaderboards" / "probes" / "style-ratios"
 
@@ -50,18 +50,21 @@ def sweep(datamodule, pairs: list[int], ratios: list[float], iterations: int, se
     losses and score of the image clipped to [0, 1], as the task reads it, and the content loss of the image as the
     optimiser left it."""
     datamodule.setup()
+    unknown = sorted(set(pairs) - set(range(len(datamodule.pairs))))
+    if unknown:
+        last = len(datamodule.pairs) - 1
+        raise SystemExit(f"style_ratios: error: no pair {unknown[0]}: style-fig2 has pairs 0-{last}")
     net = datamodule.evaluation_network()
     found, rows = {}, []
-    for index in pairs:
-        content, style = datamodule.pairs[index]
-        target = targets(net, content[None], style[None])
-        noise = white_noise(tuple(content.shape[1:]), REFERENCE_NOISE_SEED, index)
-        reference = float(style_transfer_losses(net, noise[None], *target, beta=EVALUATION_BETA)["total"])
+    for index, content, target, reference in scored_pairs(net, datamodule):  # the task's targets and reference noise
+        if index not in pairs:
+            continue
+        style = datamodule.pairs[index][1]
 
         def measured(image, seconds=None, target=target, reference=reference):
             losses = style_transfer_losses(net, image[None], *target, beta=EVALUATION_BETA)
             out = {"content": float(losses["content"]), "style": float(losses["style"]),
-                   "score": float(losses["total"]) / reference}  # fmt: skip
+                   "score": float(losses["total"]) / float(reference)}  # fmt: skip
             return out | ({"seconds": round(seconds, 1)} if seconds is not None else {})
 
         name = " + ".join(datamodule.names[index])
@@ -82,7 +85,8 @@ def sweep(datamodule, pairs: list[int], ratios: list[float], iterations: int, se
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", default="1,4", help="the task's pair indices (0-2 Tübingen; 3-5 Imagenette)")
+    parser.add_argument("--pairs", default="1,4",
+                        help="the task's pair indices, drawn in its order (0-2 Tübingen; 3-5 Imagenette)")  # fmt: skip
     parser.add_argument("--ratios", default="1e-3,1e-4,1e-5,1e-6", help="α/β values, α = 1")
     parser.add_argument("--iterations", type=int, default=500, help="L-BFGS iterations per image (the entries': 500)")
     parser.add_argument("--threads", type=int, default=1)

@@ -35,7 +35,8 @@ def parts_present(root: Path = ROOT) -> dict[int, dict]:
     for folder in sorted(root.glob("part-*")):
         record = folder / PART_FILE
         if record.is_file():
-            found[json.loads(record.read_text())["part"]] = json.loads(record.read_text())
+            listing = json.loads(record.read_text())
+            found[listing["part"]] = listing
     return found
 
 
